@@ -1,0 +1,1 @@
+"""Apache Beam jobs of fewframes and the pieces they are built from."""

@@ -1,0 +1,39 @@
+"""The `fewframes` console command: one subcommand per job.
+
+Subcommands are imported only when chosen, so `fewframes --help` answers at once
+instead of loading TensorFlow and Beam.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+SUBCOMMANDS = {
+    "synth": ("pipelines.synth", "write synthetic YouTube-8M-format shards (frame or video level)"),
+    "preprocess": ("pipelines.preprocess", "Beam job: raw shards -> compact Parquet/TFRecord dataset"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: fewframes <command> [options]", "", "commands:"]
+    lines += [f"  {name:<12} {summary}" for name, (_, summary) in SUBCOMMANDS.items()]
+    lines += ["", "`fewframes <command> --help` lists a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in SUBCOMMANDS:
+        print(f"fewframes: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(SUBCOMMANDS[command][0])
+    return module.main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""The dataset manifest: what went in, what came out, and what failed.
+
+Statistics are computed by combiners inside the pipeline, so the manifest is written
+by the job itself on any runner (no launcher-side gathering).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+
+from schemas import features as F
+
+MANIFEST_NAME = "manifest.json"
+FRAME_HISTOGRAM_EDGES = [0, 30, 60, 90, 120, 150, 180, 210, 240, 270, 300, 301]
+
+
+def code_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("fewframes")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class DatasetStatsFn(beam.CombineFn):
+    """Counts, frames-per-video histogram and label frequencies of the written rows."""
+
+    def __init__(self, num_classes: int):
+        self._num_classes = num_classes
+
+    def create_accumulator(self):
+        return {
+            "videos": 0,
+            "videos_with_labels": 0,
+            "frames_in_records": 0,
+            "frames_kept": 0,
+            "frame_histogram": np.zeros(len(FRAME_HISTOGRAM_EDGES) - 1, np.int64),
+            "label_counts": np.zeros(self._num_classes, np.int64),
+            "rated_segments": 0,
+        }
+
+    def add_input(self, acc, row):
+        acc["videos"] += 1
+        labels = row[F.LABELS]
+        if len(labels):
+            acc["videos_with_labels"] += 1
+            np.add.at(acc["label_counts"], labels, 1)
+        if F.NUM_FRAMES in row:
+            n = row[F.NUM_FRAMES]
+            acc["frames_in_records"] += n
+            acc["frames_kept"] += len(row[F.FRAME_INDEX])
+            acc["frame_histogram"][np.searchsorted(FRAME_HISTOGRAM_EDGES, min(n, 300), side="right") - 1] += 1
+        if F.SEGMENT_LABELS in row:
+            acc["rated_segments"] += len(row[F.SEGMENT_LABELS])
+        return acc
+
+    def merge_accumulators(self, accumulators):
+        accumulators = list(accumulators)
+        merged = accumulators[0]
+        for acc in accumulators[1:]:
+            for key, value in acc.items():
+                merged[key] = merged[key] + value
+        return merged
+
+    def extract_output(self, acc):
+        return {
+            "videos": acc["videos"],
+            "videos_with_labels": acc["videos_with_labels"],
+            "frames_in_records": int(acc["frames_in_records"]),
+            "frames_kept": int(acc["frames_kept"]),
+            "frames_per_video_histogram": {
+                "bin_edges": FRAME_HISTOGRAM_EDGES,
+                "counts": acc["frame_histogram"].tolist(),
+            },
+            "label_frequencies": {
+                str(label): int(count) for label, count in enumerate(acc["label_counts"]) if count
+            },
+            "rated_segments": acc["rated_segments"],
+        }
+
+
+class CountByKeyFn(beam.CombineFn):
+    """Counts of a key function's values, as a dict."""
+
+    def __init__(self, key):
+        self._key = key
+
+    def create_accumulator(self):
+        return {}
+
+    def add_input(self, acc, element):
+        key = self._key(element)
+        acc[key] = acc.get(key, 0) + 1
+        return acc
+
+    def merge_accumulators(self, accumulators):
+        merged = {}
+        for acc in accumulators:
+            for key, count in acc.items():
+                merged[key] = merged.get(key, 0) + count
+        return merged
+
+    def extract_output(self, acc):
+        return dict(sorted(acc.items()))
+
+
+def total_size(paths) -> int:
+    paths = sorted(set(paths))
+    if not paths:
+        return 0
+    return sum(m.size_in_bytes for result in FileSystems.match(paths) for m in result.metadata_list)
+
+
+def build_manifest(
+    base: dict, stats: dict, records_read: int, failures_by_stage: dict, duplicates: dict, outputs: dict
+) -> dict:
+    records_failed = sum(failures_by_stage.values())
+    written = stats["videos"]
+    manifest = dict(base)
+    manifest.update(
+        {
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "records_read": records_read,
+            "records_written": written,
+            "records_failed": records_failed,
+            "balanced": records_read == written + records_failed,
+            "failures_by_stage": failures_by_stage,
+            "duplicate_ids": duplicates,
+            "outputs": {
+                fmt: {"files": sorted(files), "bytes": total_size(files)} for fmt, files in outputs.items()
+            },
+        }
+    )
+    manifest["bytes_out"] = sum(o["bytes"] for o in manifest["outputs"].values())
+    manifest.update(stats)
+    return manifest
+
+
+def write_json(path: str, payload: dict) -> None:
+    with FileSystems.create(path, mime_type="application/json") as stream:
+        stream.write(json.dumps(payload, indent=2, sort_keys=True).encode())
+
+
+def read_json(path: str) -> dict:
+    with FileSystems.open(path) as stream:
+        return json.loads(stream.read())

@@ -1,0 +1,278 @@
+"""Parsing and validating raw YouTube-8M records in batches with TF ops.
+
+A batch of serialized records is parsed by one `tf.io.parse_sequence_example` (or
+`parse_example`) call; the student view is gathered from the frame strings before
+anything is decoded, and decoding is one `decode_raw` per batch followed by a
+256-entry table lookup. Validation is vectorised over the parsed batch. A batch that
+TF cannot parse at all (one record is not a protobuf, a feature has the wrong type)
+is re-parsed record by record so that only the bad record fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import numpy as np
+
+from pipelines import failures
+from schemas import features as F
+from schemas import raw
+from schemas.quantization import store_frames
+from schemas.views import View
+
+SOURCE_KEY = "_source"  # where a row came from; used for duplicates, never written
+INDEX_KEY = "_index"
+
+
+@dataclasses.dataclass(frozen=True)
+class ParseConfig:
+    kind: str
+    num_classes: int
+    view: View | None = None
+    frame_dtype: str = "float16"
+    teacher_view: bool = False
+    segments: bool = False
+
+    def __post_init__(self):
+        if self.kind == F.FRAME_LEVEL:
+            if self.view is None:
+                raise ValueError("frame-level preprocessing needs a student view")
+            if not self.view.is_deterministic:
+                raise ValueError(f"view {self.view} is random; datasets store deterministic views only")
+
+
+class InvalidRecord(Exception):
+    """A record that parsed but breaks the format's rules."""
+
+
+_TF_NOISE = re.compile(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:[A-Za-z0-9]+\]")
+
+
+def _first_line(error: Exception) -> str:
+    """TF's error message without its op-name decorations, on one line."""
+    message = _TF_NOISE.sub("", getattr(error, "message", None) or str(error)).strip()
+    return message.splitlines()[0][:500] if message else type(error).__name__
+
+
+def _ragged_rows(sparse, batch_size: int) -> list[np.ndarray]:
+    """Rows of a 2-D SparseTensor (VarLenFeature output) as numpy arrays."""
+    values = sparse.values.numpy()
+    counts = (
+        np.bincount(sparse.indices.numpy()[:, 0], minlength=batch_size)
+        if len(values)
+        else np.zeros(batch_size, np.int64)
+    )
+    return np.split(values, np.cumsum(counts)[:-1])
+
+
+def _video_id(id_value: bytes, legacy_value: bytes) -> str:
+    value = id_value or legacy_value
+    if not value:
+        raise InvalidRecord(f"missing '{F.ID}' (and no '{F.LEGACY_ID}')")
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRecord(f"'{F.ID}' is not UTF-8: {value[:40]!r}") from None
+
+
+def _check_labels(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        bad = labels[(labels < 0) | (labels >= num_classes)]
+        raise InvalidRecord(f"label {int(bad[0])} outside [0, {num_classes})")
+    return labels.astype(np.int32)
+
+
+def _explain_no_frames(data: bytes) -> str:
+    """Why a frame-level parse found no frames (only runs for failing records)."""
+    import tensorflow as tf
+
+    record = tf.train.SequenceExample.FromString(data)
+    if F.MEAN_RGB in record.context.feature:
+        return f"record is video level (has '{F.MEAN_RGB}') but the input is frame level"
+    if F.RGB not in record.feature_lists.feature_list:
+        return f"feature list '{F.RGB}' is missing"
+    return "video has zero frames"
+
+
+class RecordParser:
+    """Turns batches of `(source, index, offset, bytes)` into dataset rows and failures."""
+
+    def __init__(self, config: ParseConfig):
+        import tensorflow as tf
+
+        self._tf = tf
+        self.config = config
+        self._context_spec = raw.context_parse_spec(config.kind)
+        self._sequence_spec = raw.sequence_parse_spec()
+
+    # ----- batch entry point ---------------------------------------------------------
+    def parse_batch(self, records: list[tuple]) -> tuple[list[dict], list[dict]]:
+        if not records:
+            return [], []
+        try:
+            return self._parse_valid_protos(records)
+        except self._tf.errors.InvalidArgumentError:
+            if len(records) == 1:
+                source, index, offset, _ = records[0]
+                return [], [self._parse_failure(records[0])]
+        rows, failed = [], []
+        for record in records:
+            try:
+                more_rows, more_failed = self._parse_valid_protos([record])
+            except self._tf.errors.InvalidArgumentError:
+                more_rows, more_failed = [], [self._parse_failure(record)]
+            rows += more_rows
+            failed += more_failed
+        return rows, failed
+
+    def _parse_failure(self, record) -> dict:
+        source, index, offset, data = record
+        try:
+            self._parse_valid_protos([record])
+            reason = "unparseable record"
+        except self._tf.errors.InvalidArgumentError as error:
+            reason = _first_line(error)
+        return failures.failure(source, index, offset, failures.STAGE_PARSE, f"cannot parse record: {reason}")
+
+    def _parse_valid_protos(self, records):
+        if self.config.kind == F.FRAME_LEVEL:
+            return self._frame_level(records)
+        return self._video_level(records)
+
+    # ----- video level ------------------------------------------------------------------
+    def _video_level(self, records):
+        tf = self._tf
+        parsed = tf.io.parse_example(tf.constant([r[3] for r in records]), self._context_spec)
+        size = len(records)
+        ids, legacy = parsed[F.ID].numpy(), parsed[F.LEGACY_ID].numpy()
+        labels = _ragged_rows(parsed[F.LABELS], size)
+        means = {name: _ragged_rows(parsed[name], size) for name in (F.MEAN_RGB, F.MEAN_AUDIO)}
+        rows, failed = [], []
+        for i, (source, index, offset, data) in enumerate(records):
+            video_id = ""
+            try:
+                video_id = _video_id(ids[i], legacy[i])
+                row = {F.ID: video_id, F.LABELS: _check_labels(labels[i], self.config.num_classes)}
+                for feature in F.FRAME_FEATURES:
+                    name, dim = F.MEAN_FEATURE_OF[feature], F.FEATURE_DIMS[feature]
+                    values = means[name][i]
+                    if len(values) == 0:
+                        raise InvalidRecord(self._explain_missing_mean(data, name))
+                    if len(values) != dim:
+                        raise InvalidRecord(f"'{name}' has {len(values)} values, expected {dim}")
+                    if not np.isfinite(values).all():
+                        raise InvalidRecord(f"'{name}' holds NaN or infinite values")
+                    row[name] = values.astype(np.float32)
+            except InvalidRecord as error:
+                failed.append(
+                    failures.failure(source, index, offset, failures.STAGE_VALIDATE, str(error), video_id)
+                )
+                continue
+            row[SOURCE_KEY], row[INDEX_KEY] = source, index
+            rows.append(row)
+        return rows, failed
+
+    def _explain_missing_mean(self, data: bytes, name: str) -> str:
+        record = self._tf.train.SequenceExample.FromString(data)
+        if F.RGB in record.feature_lists.feature_list:
+            return f"record is frame level (has feature list '{F.RGB}') but the input is video level"
+        return f"'{name}' is missing"
+
+    # ----- frame level ------------------------------------------------------------------
+    def _frame_level(self, records):
+        tf = self._tf
+        config = self.config
+        context, sequences, lengths = tf.io.parse_sequence_example(
+            tf.constant([r[3] for r in records]),
+            context_features=self._context_spec,
+            sequence_features=self._sequence_spec,
+        )
+        size = len(records)
+        ids, legacy = context[F.ID].numpy(), context[F.LEGACY_ID].numpy()
+        labels = _ragged_rows(context[F.LABELS], size)
+        segments = {name: _ragged_rows(context[name], size) for name in F.SEGMENT_FIELDS}
+        frame_counts = {f: lengths[f].numpy() for f in F.FRAME_FEATURES}
+        byte_lengths = {f: tf.strings.length(sequences[f]).numpy() for f in F.FRAME_FEATURES}
+
+        valid, partial_rows, failed = [], [], []
+        for i, (source, index, offset, data) in enumerate(records):
+            video_id = ""
+            try:
+                video_id = _video_id(ids[i], legacy[i])
+                row = {F.ID: video_id, F.LABELS: _check_labels(labels[i], config.num_classes)}
+                num_frames = int(frame_counts[F.RGB][i])
+                if num_frames == 0:
+                    raise InvalidRecord(_explain_no_frames(data))
+                for feature in F.FRAME_FEATURES:
+                    count = int(frame_counts[feature][i])
+                    if count != num_frames:
+                        raise InvalidRecord(f"'{F.RGB}' has {num_frames} frames but '{feature}' has {count}")
+                    sizes = byte_lengths[feature][i, :count]
+                    wrong = np.flatnonzero(sizes != F.FEATURE_DIMS[feature])
+                    if len(wrong):
+                        raise InvalidRecord(
+                            f"'{feature}' frame {int(wrong[0])} has {int(sizes[wrong[0]])} bytes, "
+                            f"expected {F.FEATURE_DIMS[feature]}"
+                        )
+                row[F.NUM_FRAMES] = num_frames
+                row[F.FRAME_INDEX] = config.view.frame_indices(num_frames)
+                if config.segments:
+                    row.update(self._segments(segments, i, min(num_frames, F.MAX_FRAMES)))
+            except InvalidRecord as error:
+                failed.append(
+                    failures.failure(source, index, offset, failures.STAGE_VALIDATE, str(error), video_id)
+                )
+                continue
+            row[SOURCE_KEY], row[INDEX_KEY] = source, index
+            valid.append(i)
+            partial_rows.append(row)
+        if valid:
+            self._attach_frames(partial_rows, valid, sequences)
+        return partial_rows, failed
+
+    def _segments(self, segments: dict, i: int, num_frames: int) -> dict:
+        starts, ends = segments[F.SEGMENT_START_TIMES][i], segments[F.SEGMENT_END_TIMES][i]
+        seg_labels, scores = segments[F.SEGMENT_LABELS][i], segments[F.SEGMENT_SCORES][i]
+        if not len(starts) == len(ends) == len(seg_labels) == len(scores):
+            raise InvalidRecord(
+                f"segment fields differ in length ({len(starts)} starts, {len(ends)} ends, "
+                f"{len(seg_labels)} labels, {len(scores)} scores)"
+            )
+        if len(starts) and (starts.min() < 0 or ends.max() > num_frames or (ends <= starts).any()):
+            raise InvalidRecord(f"a rated segment lies outside the video's {num_frames} frames")
+        return {
+            F.SEGMENT_START_TIMES: starts.astype(np.int32),
+            F.SEGMENT_END_TIMES: ends.astype(np.int32),
+            F.SEGMENT_LABELS: _check_labels(seg_labels, self.config.num_classes),
+            F.SEGMENT_SCORES: scores.astype(np.float32),
+        }
+
+    def _attach_frames(self, rows: list[dict], valid: list[int], sequences) -> None:
+        """Gather each video's view frames as strings, then decode the batch at once."""
+        tf = self._tf
+        config = self.config
+        batch_index = tf.constant(valid, dtype=tf.int32)
+        view_indices = [row[F.FRAME_INDEX] for row in rows]
+        width = max(len(ix) for ix in view_indices)
+        padded = np.zeros((len(rows), width), dtype=np.int32)
+        for r, ix in enumerate(view_indices):
+            padded[r, : len(ix)] = ix
+        full_width = min(F.MAX_FRAMES, max(row[F.NUM_FRAMES] for row in rows))
+        for feature in F.FRAME_FEATURES:
+            dim = F.FEATURE_DIMS[feature]
+            strings = tf.gather(sequences[feature], batch_index)
+            selected = tf.gather(strings, padded, batch_dims=1)
+            codes = tf.io.decode_raw(selected, tf.uint8, fixed_length=dim).numpy()
+            full_codes = None
+            if config.teacher_view:
+                full_codes = tf.io.decode_raw(strings[:, :full_width], tf.uint8, fixed_length=dim).numpy()
+            for r, row in enumerate(rows):
+                row[feature] = store_frames(codes[r, : len(view_indices[r])], config.frame_dtype)
+                if full_codes is not None:
+                    capped = min(row[F.NUM_FRAMES], F.MAX_FRAMES)
+                    row[F.full_view_column(feature)] = store_frames(
+                        full_codes[r, :capped], config.frame_dtype
+                    )
+        for row in rows:
+            row[F.FRAME_INDEX] = row[F.FRAME_INDEX].astype(np.int16)

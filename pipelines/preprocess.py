@@ -1,0 +1,402 @@
+"""Preprocess raw YouTube-8M shards into compact Parquet / TFRecord datasets.
+
+    python -m pipelines.preprocess --input 'gs://bucket/train*.tfrecord' --output gs://bucket/ds \
+        --format parquet,tfrecord --view every_n:10 [--teacher-view] [Beam pipeline options]
+
+Steps: read shards (damage-tolerant framing) -> parse and validate in batches with TF
+ops -> cap at 300 frames, take the student view (and the full teacher view when
+asked), store frames as float16/float32/uint8 -> detect duplicate ids -> write shards,
+dead letters under `errors/`, and `manifest.json`. Every record read is either
+written or recorded as a failure; the manifest says so (`balanced`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+
+from pipelines import failures, manifest, read, runner, write
+from pipelines.parse import INDEX_KEY, SOURCE_KEY, ParseConfig, RecordParser
+from schemas import features as F
+from schemas import raw
+from schemas.preprocessed import DatasetLayout
+from schemas.quantization import FRAME_DTYPES
+from schemas.views import View
+
+_LOG = logging.getLogger(__name__)
+ERRORS_DIR = "errors"
+
+
+class UsageError(ValueError):
+    """A problem with the command line or its inputs, found before any work."""
+
+
+# ----- transforms ---------------------------------------------------------------------
+class _ParseBatches(beam.DoFn):
+    def __init__(self, config: ParseConfig):
+        self._config = config
+        self._parser = None
+        self._rows = beam.metrics.Metrics.counter("parse", "rows")
+        self._failed = beam.metrics.Metrics.counter("parse", "failed")
+
+    def setup(self):
+        self._parser = RecordParser(self._config)
+
+    def process(self, batch):
+        rows, failed = self._parser.parse_batch(batch)
+        self._rows.inc(len(rows))
+        self._failed.inc(len(failed))
+        yield from rows
+        for record in failed:
+            yield beam.pvalue.TaggedOutput(failures.FAILED, record)
+
+
+class ParseAndValidate(beam.PTransform):
+    """Raw `(source, index, offset, bytes)` records -> dataset rows, plus `failed`."""
+
+    def __init__(self, config: ParseConfig, max_batch_size: int = 64):
+        super().__init__()
+        self._config, self._max_batch_size = config, max_batch_size
+
+    def expand(self, records):
+        return (
+            records
+            | "BatchRecords" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._max_batch_size)
+            | "ParseBatches"
+            >> beam.ParDo(_ParseBatches(self._config)).with_outputs(failures.FAILED, main="rows")
+        )
+
+
+def _occurrences_if_duplicate(id_and_positions):
+    video_id, positions = id_and_positions
+    positions = sorted(positions)
+    if len(positions) > 1:
+        yield video_id, positions
+
+
+class DetectDuplicateIds(beam.PTransform):
+    """`(id, [(source, index), ...])` for every id seen more than once (file order)."""
+
+    def expand(self, rows):
+        return (
+            rows
+            | "KeyByIds" >> beam.Map(lambda row: (row[F.ID], (row[SOURCE_KEY], row[INDEX_KEY])))
+            | "GroupIds" >> beam.GroupByKey()
+            | "KeepRepeated" >> beam.FlatMap(_occurrences_if_duplicate)
+        )
+
+
+class _DropLaterDuplicates(beam.DoFn):
+    def process(self, row, dropped):
+        position = (row[SOURCE_KEY], row[INDEX_KEY])
+        if position in dropped:
+            kept_source, kept_index = dropped[position]
+            yield beam.pvalue.TaggedOutput(
+                failures.FAILED,
+                failures.failure(
+                    row[SOURCE_KEY],
+                    row[INDEX_KEY],
+                    -1,
+                    failures.STAGE_DUPLICATE,
+                    f"duplicate id {row[F.ID]!r}; kept the first at {kept_source} record {kept_index}",
+                    row[F.ID],
+                ),
+            )
+        else:
+            yield row
+
+
+def _duplicate_report(id_and_positions, dropping: bool) -> dict:
+    video_id, positions = id_and_positions
+    return {
+        "id": video_id,
+        "occurrences": [{"source": s, "record_index": i} for s, i in positions],
+        "kept": {"source": positions[0][0], "record_index": positions[0][1]} if dropping else "all",
+    }
+
+
+def _later_positions(id_and_positions):
+    _, positions = id_and_positions
+    for position in positions[1:]:
+        yield position, positions[0]
+
+
+# ----- options ------------------------------------------------------------------------
+def build_arg_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fewframes preprocess",
+        description="Preprocess raw YouTube-8M shards into compact Parquet/TFRecord datasets. "
+        "Unrecognised flags are Beam pipeline options (--runner, --direct_num_workers, ...).",
+    )
+    parser.add_argument(
+        "--input",
+        required=True,
+        action="append",
+        help="glob of raw shards, local or gs:// (repeat or comma-separate for several)",
+    )
+    parser.add_argument("--output", required=True, help="output directory, local or gs://")
+    parser.add_argument("--format", default="parquet", help="comma-separated: parquet,tfrecord")
+    parser.add_argument("--view", default="every_n:10", help="student view: every_n:N | uniform:K | all")
+    parser.add_argument("--frame-dtype", default="float16", choices=FRAME_DTYPES)
+    parser.add_argument("--teacher-view", action="store_true", help="also keep every frame (up to 300)")
+    parser.add_argument(
+        "--num-classes", type=int, default=F.NUM_CLASSES_V2, help="3862 for 2018/2019 data, 4716 for 2017"
+    )
+    parser.add_argument("--partition", default="", help="train, validate or test (recorded in the manifest)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a dataset already at --output")
+    parser.add_argument(
+        "--drop-duplicate-ids",
+        action="store_true",
+        help="keep only the first record (in file order) of a repeated id",
+    )
+    parser.add_argument(
+        "--num-shards", type=int, default=0, help="output shards per format (0: runner decides)"
+    )
+    parser.add_argument("--parquet-compression", default="zstd", choices=write.PARQUET_CODECS)
+    parser.add_argument("--parquet-row-group-mb", type=float, default=64.0)
+    parser.add_argument("--tfrecord-compression", default="none", choices=write.TFRECORD_CODECS)
+    parser.add_argument("--parse-batch-size", type=int, default=64)
+    return parser
+
+
+def _parse_args(argv):
+    parser = build_arg_parser()
+    args, beam_args = parser.parse_known_args(argv)
+    args.input = [p.strip() for group in args.input for p in group.split(",") if p.strip()]
+    args.format = [f.strip() for f in args.format.split(",") if f.strip()]
+    unknown = sorted(set(args.format) - set(write.FORMATS))
+    if not args.format or unknown:
+        parser.error(f"--format takes parquet and/or tfrecord, got {','.join(args.format) or 'nothing'}")
+    try:
+        args.view = View.parse(args.view)
+    except ValueError as error:
+        parser.error(str(error))
+    if not args.view.is_deterministic:
+        parser.error(f"--view {args.view} is random; a dataset stores a deterministic view")
+    if args.num_classes < 1 or args.parse_batch_size < 1 or args.num_shards < 0:
+        parser.error("--num-classes and --parse-batch-size must be positive, --num-shards not negative")
+    return args, beam_args
+
+
+def _prepare_output(output: str, overwrite: bool) -> None:
+    output = output.rstrip("/")
+    existing = FileSystems.match([output + "/*"])[0].metadata_list
+    if not existing:
+        return
+    if not overwrite:
+        raise UsageError(f"{output} already holds files ({len(existing)}); pass --overwrite to replace them")
+    FileSystems.delete([output + "/"])
+
+
+def _detect_layout(args, input_paths: list[str]) -> DatasetLayout:
+    first = read.first_record(input_paths)
+    kind = raw.detect_kind(first)
+    has_segments = False
+    if kind == F.FRAME_LEVEL:
+        import tensorflow as tf
+
+        context = tf.train.SequenceExample.FromString(first).context.feature
+        has_segments = F.SEGMENT_START_TIMES in context
+    if kind == F.VIDEO_LEVEL:
+        return DatasetLayout(F.VIDEO_LEVEL, frame_dtype=args.frame_dtype)
+    return DatasetLayout(
+        F.FRAME_LEVEL,
+        frame_dtype=args.frame_dtype,
+        teacher_view=args.teacher_view,
+        segments=has_segments,
+        view=str(args.view),
+    )
+
+
+# ----- the pipeline -------------------------------------------------------------------
+def build_pipeline(pipeline, args, layout: DatasetLayout, input_files: list) -> None:
+    output = args.output.rstrip("/")
+    config = ParseConfig(
+        kind=layout.kind,
+        num_classes=args.num_classes,
+        view=args.view if layout.kind == F.FRAME_LEVEL else None,
+        frame_dtype=args.frame_dtype,
+        teacher_view=layout.teacher_view,
+        segments=layout.segments,
+    )
+    raw_records = pipeline | "ReadShards" >> read.ReadRawRecords(args.input)
+    parsed = raw_records.records | "ParseAndValidate" >> ParseAndValidate(config, args.parse_batch_size)
+    rows = parsed.rows
+
+    duplicates = rows | "DetectDuplicateIds" >> DetectDuplicateIds()
+    stage_failures = [raw_records[failures.FAILED], parsed[failures.FAILED]]
+    if args.drop_duplicate_ids:
+        later = duplicates | "LaterOccurrences" >> beam.FlatMap(_later_positions)
+        kept = rows | "DropDuplicateIds" >> beam.ParDo(
+            _DropLaterDuplicates(), dropped=beam.pvalue.AsDict(later)
+        ).with_outputs(failures.FAILED, main="rows")
+        rows = kept.rows
+        stage_failures.append(kept[failures.FAILED])
+    all_failures = stage_failures | "AllFailures" >> beam.Flatten()
+
+    written = {}
+    if write.PARQUET in args.format:
+        written[write.PARQUET] = rows | "WriteParquet" >> write.WriteParquet(
+            output, layout, args.parquet_compression, int(args.parquet_row_group_mb * 2**20), args.num_shards
+        )
+    if write.TFRECORD in args.format:
+        written[write.TFRECORD] = rows | "WriteTFRecord" >> write.WriteTFRecord(
+            output, layout, args.tfrecord_compression, args.num_shards
+        )
+    all_failures | "WriteFailures" >> failures.WriteJsonLines(f"{output}/{ERRORS_DIR}/failures")
+    (
+        duplicates
+        | "DescribeDuplicates" >> beam.Map(_duplicate_report, dropping=args.drop_duplicate_ids)
+        | "WriteDuplicates" >> failures.WriteJsonLines(f"{output}/{ERRORS_DIR}/duplicate_ids")
+    )
+
+    stats = rows | "SummarizeDataset" >> beam.CombineGlobally(manifest.DatasetStatsFn(args.num_classes))
+    read_count = (
+        (raw_records.records, raw_records[failures.FAILED])
+        | "AllReadRecords" >> beam.Flatten()
+        | "CountRecordsRead" >> beam.combiners.Count.Globally()
+    )
+    by_stage = all_failures | "CountFailures" >> beam.CombineGlobally(
+        manifest.CountByKeyFn(lambda record: record["stage"])
+    )
+    duplicate_count = duplicates | "CountDuplicateIds" >> beam.combiners.Count.Globally()
+    base = {
+        "fewframes_version": manifest.code_version(),
+        "schema": layout.to_dict(),
+        "columns": layout.column_names,
+        "kind": layout.kind,
+        "view": layout.view,
+        "frame_dtype": layout.frame_dtype,
+        "teacher_view": layout.teacher_view,
+        "num_classes": args.num_classes,
+        "partition": args.partition,
+        "input_patterns": args.input,
+        "input_files": len(input_files),
+        "bytes_in": sum(m.size_in_bytes for m in input_files),
+        "formats": args.format,
+        "options": {
+            "parquet_compression": args.parquet_compression,
+            "parquet_row_group_mb": args.parquet_row_group_mb,
+            "tfrecord_compression": args.tfrecord_compression,
+            "num_shards": args.num_shards,
+            "drop_duplicate_ids": args.drop_duplicate_ids,
+        },
+    }
+    file_lists = {fmt: beam.pvalue.AsList(files) for fmt, files in written.items()}
+
+    def write_manifest(_, stats, records_read, failures_by_stage, duplicate_count, **outputs):
+        result = manifest.build_manifest(
+            base,
+            stats,
+            records_read,
+            failures_by_stage,
+            {"count": duplicate_count, "dropped": args.drop_duplicate_ids},
+            outputs,
+        )
+        manifest.write_json(f"{output}/{manifest.MANIFEST_NAME}", result)
+        if not result["balanced"]:
+            raise RuntimeError(
+                f"record accounting does not balance: read {result['records_read']}, written "
+                f"{result['records_written']}, failed {result['records_failed']}"
+            )
+        return result
+
+    (
+        pipeline
+        | "ManifestTrigger" >> beam.Create([None])
+        | "WriteManifest"
+        >> beam.Map(
+            write_manifest,
+            stats=beam.pvalue.AsSingleton(stats),
+            records_read=beam.pvalue.AsSingleton(read_count),
+            failures_by_stage=beam.pvalue.AsSingleton(by_stage),
+            duplicate_count=beam.pvalue.AsSingleton(duplicate_count),
+            **file_lists,
+        )
+    )
+
+
+def run(argv=None, test_pipeline=None) -> dict:
+    """Run the job; returns the manifest it wrote. Raises UsageError on bad arguments."""
+    args, beam_args = _parse_args(argv)
+    options = PipelineOptions(beam_args)
+    options.view_as(SetupOptions).save_main_session = False
+    try:
+        input_files = read.match_inputs(args.input)
+        layout = _detect_layout(args, [m.path for m in input_files])
+    except (ValueError, OSError) as error:
+        raise UsageError(str(error)) from None
+    _prepare_output(args.output, args.overwrite)
+    _LOG.info(
+        "preprocessing %d %s-level shards (%s) -> %s as %s, view %s, frames %s%s",
+        len(input_files),
+        layout.kind,
+        ",".join(args.input),
+        args.output,
+        ",".join(args.format),
+        layout.view or "n/a",
+        layout.frame_dtype,
+        ", with teacher view" if layout.teacher_view else "",
+    )
+    pipeline = test_pipeline or runner.create_pipeline(options)
+    build_pipeline(pipeline, args, layout, input_files)
+    result = pipeline.run()
+    result.wait_until_finish()
+    summary = manifest.read_json(f"{args.output.rstrip('/')}/{manifest.MANIFEST_NAME}")
+    summary["counters"] = _counters(result)
+    return summary
+
+
+def _counters(result) -> dict:
+    try:
+        counters = result.metrics().query()["counters"]
+    except Exception:  # some runners report no metrics; the manifest has the counts
+        return {}
+    return {f"{c.key.metric.namespace}/{c.key.metric.name}": c.committed for c in counters}
+
+
+def format_summary(summary: dict, seconds: float) -> str:
+    failed_by = ", ".join(f"{k} {v}" for k, v in summary["failures_by_stage"].items()) or "none"
+    lines = [
+        f"preprocessed {summary['kind']}-level data in {seconds:.1f}s",
+        f"  records: read {summary['records_read']}, written {summary['records_written']}, "
+        f"failed {summary['records_failed']} ({failed_by}); balanced: {summary['balanced']}",
+        f"  duplicate ids: {summary['duplicate_ids']['count']}"
+        + (" (later copies dropped)" if summary["duplicate_ids"]["dropped"] else ""),
+        f"  bytes: in {summary['bytes_in']:,}, out {summary['bytes_out']:,}",
+    ]
+    if summary["kind"] == F.FRAME_LEVEL:
+        lines.append(
+            f"  frames: {summary['frames_in_records']:,} in records, {summary['frames_kept']:,} kept "
+            f"by view {summary['view']} as {summary['frame_dtype']}"
+        )
+    for fmt, info in summary["outputs"].items():
+        lines.append(f"  {fmt}: {len(info['files'])} files, {info['bytes']:,} bytes")
+    if summary["records_failed"] or summary["duplicate_ids"]["count"]:
+        lines.append(f"  errors: see {ERRORS_DIR}/ in the output directory")
+    if summary.get("counters"):
+        lines.append("  counters: " + ", ".join(f"{k}={v}" for k, v in sorted(summary["counters"].items())))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pipelines").setLevel(logging.INFO)
+    start = time.time()
+    try:
+        summary = run(argv)
+    except UsageError as error:
+        print(f"fewframes preprocess: error: {error}", file=sys.stderr)
+        return 2
+    print(format_summary(summary, time.time() - start))
+    return 0 if summary["balanced"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

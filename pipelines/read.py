@@ -1,0 +1,94 @@
+"""Reading raw shards (local or gs://) record by record, damage included."""
+
+from __future__ import annotations
+
+import logging
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from pipelines import failures
+from pipelines.tfrecord_io import Damage, iter_frames
+
+_LOG = logging.getLogger(__name__)
+
+
+class ReadShardRecords(beam.DoFn):
+    """Yields `(source, index, offset, data)` per whole record; damage goes to `failed`."""
+
+    def __init__(self):
+        self._records = Metrics.counter("read", "records")
+        self._damaged = Metrics.counter("read", "damaged_frames")
+        self._shards = Metrics.counter("read", "shards")
+        self._bytes = Metrics.counter("read", "bytes")
+
+    def process(self, readable_file: fileio.ReadableFile):
+        path = readable_file.metadata.path
+        records = damaged = 0
+        with readable_file.open() as stream:
+            for item in iter_frames(stream):
+                if isinstance(item, Damage):
+                    damaged += 1
+                    detail = "; the rest of the shard is unreadable" if item.ends_shard else ""
+                    yield beam.pvalue.TaggedOutput(
+                        failures.FAILED,
+                        failures.failure(
+                            path, item.index, item.offset, failures.STAGE_READ, item.reason + detail
+                        ),
+                    )
+                else:
+                    records += 1
+                    yield path, item.index, item.offset, item.data
+        self._records.inc(records)
+        self._damaged.inc(damaged)
+        self._shards.inc()
+        self._bytes.inc(readable_file.metadata.size_in_bytes)
+        _LOG.info("finished shard %s: %d records, %d damaged", path, records, damaged)
+
+
+class ReadRawRecords(beam.PTransform):
+    """Every record of the shards matching `patterns`, spread over workers by file.
+
+    Outputs a tagged result: `records` (source, index, offset, bytes) and `failed`.
+    """
+
+    def __init__(self, patterns: list[str]):
+        super().__init__()
+        self._patterns = patterns
+
+    def expand(self, pipeline):
+        return (
+            pipeline
+            | "Patterns" >> beam.Create(self._patterns)
+            | "MatchFiles" >> fileio.MatchAll()
+            | "SpreadFiles" >> beam.Reshuffle()
+            | "OpenFiles" >> fileio.ReadMatches()
+            | "ReadRecords" >> beam.ParDo(ReadShardRecords()).with_outputs(failures.FAILED, main="records")
+        )
+
+
+def match_inputs(patterns: list[str]) -> list:
+    """File metadata for every pattern; raises ValueError naming a pattern that matches nothing."""
+    results = FileSystems.match(patterns)
+    files = []
+    for pattern, result in zip(patterns, results, strict=True):
+        if not result.metadata_list:
+            raise ValueError(f"no input files match {pattern!r}")
+        files.extend(result.metadata_list)
+    return sorted(files, key=lambda m: m.path)
+
+
+def first_record(paths: list[str], max_attempts: int = 100) -> bytes:
+    """The first whole record of the inputs (for detecting their kind before the run)."""
+    attempts = 0
+    for path in paths:
+        with FileSystems.open(path) as stream:
+            for item in iter_frames(stream):
+                if not isinstance(item, Damage):
+                    return item.data
+                attempts += 1
+                if attempts >= max_attempts:
+                    break
+    raise ValueError("no readable record found in the input files")

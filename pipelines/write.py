@@ -1,0 +1,89 @@
+"""Writing dataset rows as Parquet and TFRecord shards with Beam's file sinks.
+
+Beam's sinks write to a temporary directory and rename on success, so a failed job
+leaves no partial shard under the output directory.
+"""
+
+from __future__ import annotations
+
+import apache_beam as beam
+import pyarrow as pa
+
+from schemas import features as F
+from schemas.preprocessed import DatasetLayout
+
+PARQUET = "parquet"
+TFRECORD = "tfrecord"
+FORMATS = (PARQUET, TFRECORD)
+PARQUET_CODECS = ("zstd", "snappy", "gzip", "none")
+TFRECORD_CODECS = ("none", "gzip")
+
+
+def row_nbytes(row: dict) -> int:
+    """Approximate in-memory size of a row: its arrays' bytes (frames dominate)."""
+    return sum(getattr(value, "nbytes", 8) for value in row.values())
+
+
+def shard_prefix(output: str, fmt: str) -> str:
+    return f"{output.rstrip('/')}/{fmt}/part"
+
+
+class WriteParquet(beam.PTransform):
+    """Rows as Parquet; each row group holds about `row_group_bytes` of frames."""
+
+    def __init__(self, output: str, layout: DatasetLayout, codec: str, row_group_bytes: int, num_shards: int):
+        super().__init__()
+        self._output, self._layout, self._codec = output, layout, codec
+        self._row_group_bytes, self._num_shards = row_group_bytes, num_shards
+
+    def expand(self, rows):
+        layout = self._layout
+        return (
+            rows
+            | "BatchRowGroups"
+            >> beam.BatchElements(
+                min_batch_size=self._row_group_bytes,
+                max_batch_size=self._row_group_bytes,
+                element_size_fn=row_nbytes,
+            )
+            | "ToArrowTables"
+            >> beam.Map(lambda batch: pa.Table.from_batches([layout.to_record_batch(batch)]))
+            | "WriteParquetFiles"
+            >> beam.io.WriteToParquetBatched(
+                shard_prefix(self._output, PARQUET),
+                schema=layout.arrow_schema(),
+                codec=self._codec,
+                num_shards=self._num_shards,
+                file_name_suffix=".parquet",
+            )
+        )
+
+
+class WriteTFRecord(beam.PTransform):
+    """Rows as `tf.train.Example` records (see schemas.preprocessed for the encoding)."""
+
+    def __init__(self, output: str, layout: DatasetLayout, compression: str, num_shards: int):
+        super().__init__()
+        self._output, self._layout = output, layout
+        self._compression, self._num_shards = compression, num_shards
+
+    def expand(self, rows):
+        from apache_beam.io.filesystem import CompressionTypes
+
+        compression = CompressionTypes.GZIP if self._compression == "gzip" else CompressionTypes.UNCOMPRESSED
+        suffix = ".tfrecord.gz" if self._compression == "gzip" else ".tfrecord"
+        return (
+            rows
+            | "ToExamples" >> beam.Map(self._layout.to_tf_example)
+            | "WriteTFRecordFiles"
+            >> beam.io.WriteToTFRecord(
+                shard_prefix(self._output, TFRECORD),
+                file_name_suffix=suffix,
+                num_shards=self._num_shards,
+                compression_type=compression,
+            )
+        )
+
+
+def dataset_id(row: dict) -> str:
+    return row[F.ID]

@@ -1,0 +1,297 @@
+"""The preprocessed dataset format, defined once.
+
+A `DatasetLayout` (kind, frame dtype, which views) lists the dataset's columns. From
+that one list come the Arrow schema (Parquet), the `tf.train.Example` encoding and TF
+feature spec (TFRecord), the decoder both readers use, and the README table, so a
+column cannot be renamed or retyped in one place only.
+
+Frames are stored as they were dequantized (`float16` or `float32`) or still
+quantized (`uint8`); the normalization chain (l2 per frame, then the optional
+z-score) is applied by its readers, identically in training and serving.
+In TFRecord a frames column is one little-endian byte string holding the video's
+frames back to back (`decode_raw` + reshape recovers them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from schemas import features as F
+from schemas.quantization import FRAME_DTYPES
+
+SCHEMA_VERSION = 1
+ARROW_METADATA_KEY = b"fewframes.layout"
+
+# Column roles: how a column is typed in each representation.
+STRING = "string"
+INT = "int"
+INT_LIST = "int_list"
+FLOAT_LIST = "float_list"
+VECTOR = "vector"
+FRAMES = "frames"
+
+_ARROW_FRAME_TYPES = {"float16": pa.float16(), "float32": pa.float32(), "uint8": pa.uint8()}
+_NUMPY_INT_LIST_TYPES = {F.FRAME_INDEX: np.int16}
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    name: str
+    role: str
+    doc: str
+    dim: int = 0  # width of a vector or of one frame
+
+    def arrow_type(self, frame_dtype: str) -> pa.DataType:
+        if self.role == STRING:
+            return pa.string()
+        if self.role == INT:
+            return pa.int32()
+        if self.role == INT_LIST:
+            return pa.list_(pa.from_numpy_dtype(_NUMPY_INT_LIST_TYPES.get(self.name, np.int32)))
+        if self.role == FLOAT_LIST:
+            return pa.list_(pa.float32())
+        if self.role == VECTOR:
+            return pa.list_(pa.float32(), self.dim)
+        return pa.list_(pa.list_(_ARROW_FRAME_TYPES[frame_dtype], self.dim))
+
+    def type_text(self, frame_dtype: str) -> str:
+        text = str(self.arrow_type(frame_dtype)).replace("<item: ", "<").replace("halffloat", "float16")
+        return re.sub(r"\bfloat\b", "float32", text)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetLayout:
+    """Which columns a preprocessed dataset holds and how its frames are stored."""
+
+    kind: str
+    frame_dtype: str = "float16"
+    teacher_view: bool = False
+    segments: bool = False
+    view: str = ""  # the student view's spec, e.g. "every_n:10" (frame level)
+
+    def __post_init__(self):
+        if self.kind not in F.KINDS:
+            raise ValueError(f"unknown dataset kind {self.kind!r}; expected one of {F.KINDS}")
+        if self.frame_dtype not in FRAME_DTYPES:
+            raise ValueError(f"unknown frame dtype {self.frame_dtype!r}; expected one of {FRAME_DTYPES}")
+        if self.kind == F.VIDEO_LEVEL and (self.teacher_view or self.segments):
+            raise ValueError("video-level datasets have no frame views or segments")
+
+    # ----- the one column list -------------------------------------------------
+    def columns(self) -> list[Column]:
+        cols = [
+            Column(F.ID, STRING, "video id (the raw record's `id`, or `video_id` in 2017 data)"),
+            Column(F.LABELS, INT_LIST, "class indices in [0, num_classes); empty for the test partition"),
+        ]
+        if self.kind == F.VIDEO_LEVEL:
+            for feature in F.FRAME_FEATURES:
+                cols.append(
+                    Column(
+                        F.MEAN_FEATURE_OF[feature],
+                        VECTOR,
+                        f"mean {feature} over frames",
+                        F.FEATURE_DIMS[feature],
+                    )
+                )
+            return cols
+        cols.append(
+            Column(F.NUM_FRAMES, INT, "frames in the raw record, before the 300-frame cap and the view")
+        )
+        cols.append(Column(F.FRAME_INDEX, INT_LIST, "which frames of the capped video the student view kept"))
+        for feature in F.FRAME_FEATURES:
+            cols.append(
+                Column(
+                    feature,
+                    FRAMES,
+                    f"student-view {feature} frames, one row per kept frame",
+                    F.FEATURE_DIMS[feature],
+                )
+            )
+        if self.teacher_view:
+            for feature in F.FRAME_FEATURES:
+                cols.append(
+                    Column(
+                        F.full_view_column(feature),
+                        FRAMES,
+                        f"every {feature} frame up to 300 (teacher view)",
+                        F.FEATURE_DIMS[feature],
+                    )
+                )
+        if self.segments:
+            cols += [
+                Column(F.SEGMENT_START_TIMES, INT_LIST, "first frame of each rated 5-frame segment"),
+                Column(F.SEGMENT_END_TIMES, INT_LIST, "end frame (exclusive) of each rated segment"),
+                Column(F.SEGMENT_LABELS, INT_LIST, "class rated for each segment"),
+                Column(F.SEGMENT_SCORES, FLOAT_LIST, "rating of each segment: 1 present, 0 absent"),
+            ]
+        return cols
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns()]
+
+    def frame_columns(self) -> list[Column]:
+        return [c for c in self.columns() if c.role == FRAMES]
+
+    # ----- (de)serialisation of the layout itself --------------------------------
+    def to_dict(self) -> dict:
+        return {"schema_version": SCHEMA_VERSION, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DatasetLayout:
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ValueError(f"dataset schema version {version} is not supported (this is {SCHEMA_VERSION})")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in fields})
+
+    # ----- Arrow / Parquet ------------------------------------------------------
+    def arrow_schema(self) -> pa.Schema:
+        fields = [pa.field(c.name, c.arrow_type(self.frame_dtype), nullable=False) for c in self.columns()]
+        return pa.schema(fields, metadata={ARROW_METADATA_KEY: json.dumps(self.to_dict()).encode()})
+
+    def to_record_batch(self, rows: Sequence[dict]) -> pa.RecordBatch:
+        """Columnar batch of processed videos, built from whole numpy arrays."""
+        schema = self.arrow_schema()
+        arrays = [_arrow_column(c, rows, schema.field(c.name).type) for c in self.columns()]
+        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+    def rows_from_table(self, table: pa.Table, columns: Sequence[str] | None = None) -> list[dict]:
+        """Inverse of `to_record_batch` (numpy arrays per video), for readers and tests."""
+        out = [{} for _ in range(table.num_rows)]
+        for column in self.columns():
+            if columns is not None and column.name not in columns:
+                continue
+            chunked = table.column(column.name)
+            for i, value in enumerate(_numpy_values(column, chunked.combine_chunks(), self.frame_dtype)):
+                out[i][column.name] = value
+        return out
+
+    # ----- tf.train.Example / TFRecord -------------------------------------------
+    def to_tf_example(self, row: dict) -> bytes:
+        from tensorflow.core.example import example_pb2, feature_pb2
+
+        feature = {}
+        for c in self.columns():
+            value = row[c.name]
+            if c.role == STRING:
+                feature[c.name] = feature_pb2.Feature(
+                    bytes_list=feature_pb2.BytesList(value=[value.encode()])
+                )
+            elif c.role in (INT, INT_LIST):
+                values = [int(value)] if c.role == INT else np.asarray(value).tolist()
+                feature[c.name] = feature_pb2.Feature(int64_list=feature_pb2.Int64List(value=values))
+            elif c.role in (FLOAT_LIST, VECTOR):
+                feature[c.name] = feature_pb2.Feature(
+                    float_list=feature_pb2.FloatList(value=np.asarray(value, np.float32).tolist())
+                )
+            else:
+                frames = np.ascontiguousarray(value, dtype=self.frame_dtype)
+                feature[c.name] = feature_pb2.Feature(
+                    bytes_list=feature_pb2.BytesList(
+                        value=[frames.astype(frames.dtype.newbyteorder("<")).tobytes()]
+                    )
+                )
+        return example_pb2.Example(features=feature_pb2.Features(feature=feature)).SerializeToString(
+            deterministic=True
+        )
+
+    def tf_feature_spec(self) -> dict:
+        import tensorflow as tf
+
+        spec = {}
+        for c in self.columns():
+            if c.role in (STRING, FRAMES):
+                spec[c.name] = tf.io.FixedLenFeature([], tf.string)
+            elif c.role == INT:
+                spec[c.name] = tf.io.FixedLenFeature([], tf.int64)
+            elif c.role == INT_LIST:
+                spec[c.name] = tf.io.RaggedFeature(tf.int64)
+            elif c.role == FLOAT_LIST:
+                spec[c.name] = tf.io.RaggedFeature(tf.float32)
+            else:
+                spec[c.name] = tf.io.FixedLenFeature([c.dim], tf.float32)
+        return spec
+
+    def parse_tf_examples(self, serialized):
+        """Parse a batch of serialized Examples: frames come back as ragged [B, None, D]."""
+        import tensorflow as tf
+
+        parsed = tf.io.parse_example(serialized, self.tf_feature_spec())
+        dtype = tf.dtypes.as_dtype(self.frame_dtype)
+        for c in self.frame_columns():
+            # Videos differ in length, so decode the batch's byte strings joined once.
+            encoded = parsed[c.name]
+            flat = tf.io.decode_raw(tf.strings.reduce_join(encoded), dtype, little_endian=True)
+            frame_bytes = c.dim * dtype.size
+            parsed[c.name] = tf.RaggedTensor.from_row_lengths(
+                tf.reshape(flat, [-1, c.dim]), tf.cast(tf.strings.length(encoded) // frame_bytes, tf.int64)
+            )
+        return parsed
+
+    # ----- documentation ---------------------------------------------------------
+    def markdown_table(self) -> str:
+        lines = ["| column | type | meaning |", "| --- | --- | --- |"]
+        for c in self.columns():
+            lines.append(f"| `{c.name}` | `{c.type_text(self.frame_dtype)}` | {c.doc} |")
+        return "\n".join(lines)
+
+
+def _offsets(lengths: Sequence[int]) -> np.ndarray:
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets
+
+
+def _arrow_column(column: Column, rows: Sequence[dict], arrow_type: pa.DataType) -> pa.Array:
+    values = [row[column.name] for row in rows]
+    if column.role == STRING:
+        return pa.array(values, type=arrow_type)
+    if column.role == INT:
+        return pa.array(np.asarray(values, dtype=np.int32), type=arrow_type)
+    if column.role in (INT_LIST, FLOAT_LIST):
+        item_type = arrow_type.value_type
+        numpy_type = item_type.to_pandas_dtype()
+        flat = (
+            np.concatenate([np.asarray(v, dtype=numpy_type) for v in values])
+            if values
+            else np.zeros(0, numpy_type)
+        )
+        return pa.ListArray.from_arrays(
+            pa.array(_offsets([len(v) for v in values])), pa.array(flat, type=item_type)
+        )
+    if column.role == VECTOR:
+        flat = np.asarray(values, dtype=np.float32).reshape(-1)
+        return pa.FixedSizeListArray.from_arrays(pa.array(flat), column.dim)
+    frame_type = arrow_type.value_type.value_type
+    numpy_type = np.float16 if frame_type == pa.float16() else frame_type.to_pandas_dtype()
+    frames = [np.asarray(v, dtype=numpy_type).reshape(-1, column.dim) for v in values]
+    flat = np.concatenate(frames).reshape(-1) if frames else np.zeros(0, numpy_type)
+    inner = pa.FixedSizeListArray.from_arrays(pa.array(flat, type=frame_type), column.dim)
+    return pa.ListArray.from_arrays(pa.array(_offsets([len(f) for f in frames])), inner)
+
+
+def _numpy_values(column: Column, array: pa.Array, frame_dtype: str) -> list:
+    if column.role in (STRING, INT):
+        return array.to_pylist()
+    if column.role == VECTOR:
+        return list(array.flatten().to_numpy(zero_copy_only=False).reshape(-1, column.dim))
+    offsets = array.offsets.to_numpy()
+    if column.role == FRAMES:
+        flat = array.flatten().flatten().to_numpy(zero_copy_only=False).reshape(-1, column.dim)
+    else:
+        flat = array.flatten().to_numpy(zero_copy_only=False)
+    return [flat[offsets[i] : offsets[i + 1]] for i in range(len(array))]
+
+
+def layout_from_arrow_schema(schema: pa.Schema) -> DatasetLayout:
+    metadata = schema.metadata or {}
+    if ARROW_METADATA_KEY not in metadata:
+        raise ValueError("this Parquet file was not written by fewframes (no layout metadata)")
+    return DatasetLayout.from_dict(json.loads(metadata[ARROW_METADATA_KEY]))

@@ -1,0 +1,129 @@
+"""The raw YouTube-8M record formats (input of the preprocessing job).
+
+Frame level: `tf.train.SequenceExample` with context `id` (bytes) and `labels`
+(int64 list) and feature lists `rgb` / `audio` holding one quantized byte string per
+frame (1024 and 128 bytes). Video level: `tf.train.Example` with `id`, `labels`,
+`mean_rgb` (float[1024]) and `mean_audio` (float[128]). The 2017 release names the id
+`video_id`; both are read. The 2019 segment set adds `segment_start_times`,
+`segment_end_times`, `segment_labels` (int64) and `segment_scores` (float) to the
+context of a frame-level record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from schemas import features as F
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+def context_parse_spec(kind: str) -> dict:
+    """Context (or Example) features of a raw record, as a TF parse spec.
+
+    Everything is variable length so that one bad record is found by validation
+    rather than failing a whole parsed batch.
+    """
+    tf = _tf()
+    spec = {
+        F.ID: tf.io.FixedLenFeature([], tf.string, default_value=""),
+        F.LEGACY_ID: tf.io.FixedLenFeature([], tf.string, default_value=""),
+        F.LABELS: tf.io.VarLenFeature(tf.int64),
+    }
+    if kind == F.FRAME_LEVEL:
+        for name in (F.SEGMENT_START_TIMES, F.SEGMENT_END_TIMES, F.SEGMENT_LABELS):
+            spec[name] = tf.io.VarLenFeature(tf.int64)
+        spec[F.SEGMENT_SCORES] = tf.io.VarLenFeature(tf.float32)
+    else:
+        for feature in F.FRAME_FEATURES:
+            spec[F.MEAN_FEATURE_OF[feature]] = tf.io.VarLenFeature(tf.float32)
+    return spec
+
+
+def sequence_parse_spec() -> dict:
+    tf = _tf()
+    return {
+        feature: tf.io.FixedLenSequenceFeature([], tf.string, allow_missing=True)
+        for feature in F.FRAME_FEATURES
+    }
+
+
+def detect_kind(serialized: bytes) -> str:
+    """Whether a serialized record is frame level or video level.
+
+    An `Example` parses as a `SequenceExample` whose context is its features (same
+    field number), so one parse answers both questions.
+    """
+    tf = _tf()
+    try:
+        record = tf.train.SequenceExample.FromString(serialized)
+    except Exception as error:  # protobuf's DecodeError is not importable portably
+        raise ValueError(f"record is not a tf.train.SequenceExample or Example: {error}") from None
+    if F.RGB in record.feature_lists.feature_list:
+        return F.FRAME_LEVEL
+    if F.MEAN_RGB in record.context.feature:
+        return F.VIDEO_LEVEL
+    raise ValueError(
+        f"record has neither a '{F.RGB}' feature list (frame level) nor a '{F.MEAN_RGB}' "
+        "feature (video level)"
+    )
+
+
+def _bytes(values: Iterable[bytes]):
+    tf = _tf()
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
+
+
+def _int64(values):
+    tf = _tf()
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
+
+
+def _float(values):
+    tf = _tf()
+    return tf.train.Feature(float_list=tf.train.FloatList(value=np.asarray(values, np.float32)))
+
+
+def frame_level_record(
+    video_id: bytes,
+    labels,
+    rgb: np.ndarray,
+    audio: np.ndarray,
+    segments: dict | None = None,
+) -> bytes:
+    """Serialize a frame-level SequenceExample exactly as the released shards are."""
+    tf = _tf()
+    context = {F.ID: _bytes([video_id]), F.LABELS: _int64(labels)}
+    if segments:
+        for name in (F.SEGMENT_START_TIMES, F.SEGMENT_END_TIMES, F.SEGMENT_LABELS):
+            context[name] = _int64(segments[name])
+        context[F.SEGMENT_SCORES] = _float(segments[F.SEGMENT_SCORES])
+    feature_lists = {
+        name: tf.train.FeatureList(
+            feature=[_bytes([frame.tobytes()]) for frame in np.asarray(frames, np.uint8)]
+        )
+        for name, frames in ((F.RGB, rgb), (F.AUDIO, audio))
+    }
+    record = tf.train.SequenceExample(
+        context=tf.train.Features(feature=context),
+        feature_lists=tf.train.FeatureLists(feature_list=feature_lists),
+    )
+    return record.SerializeToString()
+
+
+def video_level_record(video_id: bytes, labels, mean_rgb, mean_audio) -> bytes:
+    """Serialize a video-level Example exactly as the released shards are."""
+    tf = _tf()
+    feature = {
+        F.ID: _bytes([video_id]),
+        F.LABELS: _int64(labels),
+        F.MEAN_RGB: _float(mean_rgb),
+        F.MEAN_AUDIO: _float(mean_audio),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()

@@ -1,0 +1,125 @@
+import io
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import tensorflow as tf
+
+from schemas import features as F
+from schemas.preprocessed import DatasetLayout, layout_from_arrow_schema
+
+
+def _frame_rows(layout: DatasetLayout, rng, count=4):
+    dtype = np.dtype(layout.frame_dtype)
+    rows = []
+    for i in range(count):
+        kept, full = i + 1, 3 * i + 2  # one video has a single kept frame
+        row = {
+            F.ID: f"video-{i}",
+            F.LABELS: np.arange(i, dtype=np.int32),  # video 0 has no labels (test partition)
+            F.NUM_FRAMES: full,
+            F.FRAME_INDEX: np.arange(kept, dtype=np.int16) * 2,
+        }
+        for name in F.FRAME_FEATURES:
+            dim = F.FEATURE_DIMS[name]
+            row[name] = (
+                rng.integers(0, 256, (kept, dim)) if dtype == np.uint8 else rng.normal(size=(kept, dim))
+            ).astype(dtype)
+            if layout.teacher_view:
+                row[F.full_view_column(name)] = rng.normal(size=(full, dim)).astype(dtype)
+        if layout.segments:
+            row.update(
+                {
+                    F.SEGMENT_START_TIMES: np.array([0, 5][:i], np.int32),
+                    F.SEGMENT_END_TIMES: np.array([5, 10][:i], np.int32),
+                    F.SEGMENT_LABELS: np.array([1, 2][:i], np.int32),
+                    F.SEGMENT_SCORES: np.array([1.0, 0.0][:i], np.float32),
+                }
+            )
+        rows.append(row)
+    return rows
+
+
+def _assert_rows_equal(layout, got, expected):
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        for name in layout.column_names:
+            g_value, e_value = np.asarray(g[name]), np.asarray(e[name])
+            assert g_value.shape == e_value.shape, name
+            assert np.array_equal(g_value, e_value), name
+
+
+LAYOUTS = [
+    DatasetLayout(F.FRAME_LEVEL, "float16", view="every_n:10"),
+    DatasetLayout(F.FRAME_LEVEL, "float32", teacher_view=True, segments=True, view="uniform:5"),
+    DatasetLayout(F.FRAME_LEVEL, "uint8", teacher_view=True, view="every_n:3"),
+]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda layout: layout.frame_dtype)
+def test_frame_rows_round_trip_through_parquet(layout):
+    rows = _frame_rows(layout, np.random.default_rng(1))
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_batches([layout.to_record_batch(rows)]), buffer)
+    table = pq.read_table(io.BytesIO(buffer.getvalue()))
+    assert layout_from_arrow_schema(table.schema) == layout
+    _assert_rows_equal(layout, layout.rows_from_table(table), rows)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda layout: layout.frame_dtype)
+def test_frame_rows_round_trip_through_tf_examples(layout):
+    rows = _frame_rows(layout, np.random.default_rng(2))
+    parsed = layout.parse_tf_examples(tf.constant([layout.to_tf_example(r) for r in rows]))
+    for i, row in enumerate(rows):
+        assert parsed[F.ID][i].numpy().decode() == row[F.ID]
+        assert parsed[F.NUM_FRAMES][i].numpy() == row[F.NUM_FRAMES]
+        assert parsed[F.LABELS][i].numpy().tolist() == row[F.LABELS].tolist()
+        for column in layout.frame_columns():
+            frames = parsed[column.name][i].numpy()
+            assert frames.dtype == np.dtype(layout.frame_dtype)
+            assert np.array_equal(frames, row[column.name]), column.name
+
+
+def test_video_level_round_trip_in_both_encodings():
+    layout = DatasetLayout(F.VIDEO_LEVEL, "float32")
+    rng = np.random.default_rng(3)
+    rows = [
+        {
+            F.ID: f"v{i}",
+            F.LABELS: np.array([i], np.int32),
+            F.MEAN_RGB: rng.normal(size=1024).astype(np.float32),
+            F.MEAN_AUDIO: rng.normal(size=128).astype(np.float32),
+        }
+        for i in range(3)
+    ]
+    table = pa.Table.from_batches([layout.to_record_batch(rows)])
+    _assert_rows_equal(layout, layout.rows_from_table(table), rows)
+    parsed = layout.parse_tf_examples(tf.constant([layout.to_tf_example(r) for r in rows]))
+    assert np.array_equal(parsed[F.MEAN_RGB].numpy(), np.stack([r[F.MEAN_RGB] for r in rows]))
+
+
+def test_arrow_schema_and_tf_spec_come_from_the_same_columns():
+    for layout in LAYOUTS + [DatasetLayout(F.VIDEO_LEVEL)]:
+        assert layout.arrow_schema().names == layout.column_names == list(layout.tf_feature_spec())
+        table = layout.markdown_table()
+        assert all(f"`{name}`" in table for name in layout.column_names)
+
+
+def test_teacher_view_columns_only_when_asked():
+    assert F.full_view_column(F.RGB) not in DatasetLayout(F.FRAME_LEVEL).column_names
+    assert F.full_view_column(F.RGB) in DatasetLayout(F.FRAME_LEVEL, teacher_view=True).column_names
+
+
+def test_invalid_layouts_are_refused():
+    with pytest.raises(ValueError, match="frame dtype"):
+        DatasetLayout(F.FRAME_LEVEL, "int8")
+    with pytest.raises(ValueError, match="video-level"):
+        DatasetLayout(F.VIDEO_LEVEL, teacher_view=True)
+    with pytest.raises(ValueError, match="schema version"):
+        DatasetLayout.from_dict({"schema_version": 999, "kind": "frame"})
+
+
+def test_parquet_without_layout_metadata_is_refused():
+    with pytest.raises(ValueError, match="not written by fewframes"):
+        layout_from_arrow_schema(pa.schema([("id", pa.string())]))

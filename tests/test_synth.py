@@ -1,0 +1,368 @@
+"""Synthetic YouTube-8M shards: format, determinism, segments, learnability and CLI."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import string
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pipelines import synth
+from schemas import features as F
+from schemas.quantization import dequantize
+
+tf = pytest.importorskip("tensorflow")
+
+REAL_VOCABULARY_HEADER = (
+    "Index,TrainVideoCount,KnowledgeGraphId,Name,WikiUrl,Vertical1,Vertical2,Vertical3,WikiDescription"
+)
+BASE62 = set((string.digits + string.ascii_letters).encode())
+
+# Small enough to parse eagerly in a second; 25 videos over 3 shards is uneven on purpose.
+FRAME_CONFIG = synth.SynthConfig(
+    kind=F.FRAME_LEVEL,
+    videos=25,
+    shards=3,
+    seed=11,
+    classes=10,
+    min_frames=20,
+    max_frames=80,
+    segments=True,
+)
+
+
+def _parse_frame_level(paths) -> list[dict]:
+    """Parse with plain TensorFlow ops only (no project reader), as a consumer would."""
+    context_features = {
+        F.ID: tf.io.FixedLenFeature([], tf.string),
+        F.LABELS: tf.io.VarLenFeature(tf.int64),
+        F.SEGMENT_START_TIMES: tf.io.VarLenFeature(tf.int64),
+        F.SEGMENT_END_TIMES: tf.io.VarLenFeature(tf.int64),
+        F.SEGMENT_LABELS: tf.io.VarLenFeature(tf.int64),
+        F.SEGMENT_SCORES: tf.io.VarLenFeature(tf.float32),
+    }
+    sequence_features = {
+        F.RGB: tf.io.FixedLenSequenceFeature([], tf.string),
+        F.AUDIO: tf.io.FixedLenSequenceFeature([], tf.string),
+    }
+    records = []
+    for serialized in tf.data.TFRecordDataset(list(paths)):
+        context, sequence = tf.io.parse_single_sequence_example(
+            serialized, context_features=context_features, sequence_features=sequence_features
+        )
+        record = {name: tf.sparse.to_dense(value).numpy() for name, value in context.items() if name != F.ID}
+        record[F.ID] = context[F.ID].numpy()
+        record[F.RGB] = [frame for frame in sequence[F.RGB].numpy()]
+        record[F.AUDIO] = [frame for frame in sequence[F.AUDIO].numpy()]
+        record["serialized"] = serialized.numpy()
+        records.append(record)
+    return records
+
+
+def _records_per_file(paths) -> list[int]:
+    return [sum(1 for _ in tf.data.TFRecordDataset(path)) for path in paths]
+
+
+def _read_bytes(directory) -> dict[str, bytes]:
+    return {name: (directory / name).read_bytes() for name in sorted(os.listdir(directory))}
+
+
+def _auc(scores: np.ndarray, positives: np.ndarray) -> float:
+    """Probability that a random positive outscores a random negative (ties are rare here)."""
+    ranks = np.empty(len(scores))
+    ranks[np.argsort(scores, kind="stable")] = np.arange(1, len(scores) + 1)
+    n_pos = positives.sum()
+    n_neg = len(scores) - n_pos
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+@pytest.fixture(scope="module")
+def frame_shards(tmp_path_factory):
+    out = tmp_path_factory.mktemp("frame")
+    summary = synth.generate(str(out), FRAME_CONFIG, progress=False)
+    return out, summary, _parse_frame_level(summary.paths)
+
+
+def test_frame_level_shards_parse_with_plain_tensorflow(frame_shards):
+    out, summary, records = frame_shards
+    expected_paths = [str(out / f"train{shard:04d}.tfrecord") for shard in range(FRAME_CONFIG.shards)]
+    assert list(summary.paths) == expected_paths
+    per_file = _records_per_file(summary.paths)
+    assert sum(per_file) == len(records) == summary.videos == FRAME_CONFIG.videos
+    assert max(per_file) - min(per_file) <= 1, per_file
+    assert summary.bytes == sum(os.path.getsize(path) for path in summary.paths)
+
+    frame_counts = []
+    for record in records:
+        num_frames = len(record[F.RGB])
+        assert len(record[F.AUDIO]) == num_frames
+        assert {len(frame) for frame in record[F.RGB]} == {F.FEATURE_DIMS[F.RGB]}
+        assert {len(frame) for frame in record[F.AUDIO]} == {F.FEATURE_DIMS[F.AUDIO]}
+        labels = record[F.LABELS]
+        assert 1 <= len(labels) <= 4 and len(set(labels)) == len(labels)
+        assert labels.min() >= 0 and labels.max() < FRAME_CONFIG.classes
+        assert len(record[F.ID]) == 6 and set(record[F.ID]) <= BASE62
+        frame_counts.append(num_frames)
+    assert FRAME_CONFIG.min_frames <= min(frame_counts) and max(frame_counts) <= FRAME_CONFIG.max_frames
+    assert len(set(frame_counts)) > 3, "frame counts must vary between videos"
+    assert summary.frames == sum(frame_counts)
+    assert len({record[F.ID] for record in records}) == len(records)
+
+
+def test_files_hold_exactly_the_regenerated_videos_in_index_order(frame_shards):
+    _, _, records = frame_shards
+    synthesizer = synth.VideoSynthesizer(FRAME_CONFIG)
+    for index in (0, 9, 24):
+        assert records[index]["serialized"] == synthesizer.record(synthesizer.video(index))
+
+
+def test_frames_carry_background_and_noise_within_the_quantizer_range(frame_shards):
+    _, _, records = frame_shards
+    rgb = np.frombuffer(b"".join(records[0][F.RGB]), np.uint8)
+    saturated = np.mean((rgb == 0) | (rgb == 255))
+    assert saturated < 0.005, "values should mostly lie within [-2, 2]"
+    assert 0.3 < dequantize(rgb).std() < 0.8
+
+
+def test_vocabulary_has_the_real_header_and_one_row_per_class(frame_shards):
+    out, summary, records = frame_shards
+    assert summary.vocabulary_path == str(out / "vocabulary.csv")
+    with open(summary.vocabulary_path, newline="", encoding="utf-8") as fileobj:
+        lines = fileobj.read().splitlines()
+    assert lines[0] == REAL_VOCABULARY_HEADER
+    rows = list(csv.DictReader(lines))
+    assert [int(row["Index"]) for row in rows] == list(range(FRAME_CONFIG.classes))
+    assert all(row["Vertical1"] for row in rows)
+    assert rows[3]["Name"] == "Synthetic class 3" and rows[3]["KnowledgeGraphId"] == "/m/synth3"
+    label_counts = np.bincount(np.concatenate([r[F.LABELS] for r in records]), minlength=FRAME_CONFIG.classes)
+    assert [int(row["TrainVideoCount"]) for row in rows] == label_counts.tolist()
+    # Zipf-like: the first classes are the common ones.
+    assert label_counts[:3].sum() > label_counts[-3:].sum()
+
+
+def test_records_and_vocabulary_look_like_the_real_release(tmp_path, shared_data_dir):
+    config = synth.SynthConfig(kind=F.VIDEO_LEVEL, videos=2, shards=1, classes=5)
+    summary = synth.generate(str(tmp_path), config, progress=False)
+    real_path = shared_data_dir / "yt8m-v2-video-sample" / "validate0000.tfrecord"
+    real = next(iter(tf.data.TFRecordDataset(str(real_path)))).numpy()
+    synthetic = next(iter(tf.data.TFRecordDataset(summary.paths[0]))).numpy()
+
+    def layout(serialized):
+        feature = tf.train.Example.FromString(serialized).features.feature
+        return {name: value.WhichOneof("kind") for name, value in feature.items()}
+
+    assert layout(synthetic) == layout(real)
+    real_header = (shared_data_dir / "vocabulary.csv").read_text(encoding="utf-8").splitlines()[0]
+    assert open(summary.vocabulary_path, encoding="utf-8").readline().rstrip("\n") == real_header
+
+
+def test_some_classes_get_second_verticals():
+    rows = synth.vocabulary_rows(seed=0, classes=60, counts=np.zeros(60, int))
+    assert any(row[6] for row in rows) and not all(row[6] for row in rows)
+
+
+def test_segments_are_rated_5_frame_slots_inside_and_outside_the_label_window(frame_shards):
+    _, _, records = frame_shards
+    synthesizer = synth.VideoSynthesizer(FRAME_CONFIG)
+    scores_seen = set()
+    for index, record in enumerate(records):
+        starts, ends = record[F.SEGMENT_START_TIMES], record[F.SEGMENT_END_TIMES]
+        segment_labels, scores = record[F.SEGMENT_LABELS], record[F.SEGMENT_SCORES]
+        assert len(starts) >= 1, "every video with at least 5 frames has a rated segment"
+        assert len(starts) == len(ends) == len(segment_labels) == len(scores)
+        assert np.all(starts % F.SEGMENT_LENGTH_FRAMES == 0)
+        assert np.all(ends == starts + F.SEGMENT_LENGTH_FRAMES)
+        assert starts.min() >= 0 and ends.max() <= len(record[F.RGB])
+        assert set(segment_labels) <= set(record[F.LABELS])
+        assert set(scores.tolist()) <= {0.0, 1.0}
+        scores_seen |= set(scores.tolist())
+        video = synthesizer.video(index)
+        window_of = {int(label): window for label, window in zip(video.labels, video.windows, strict=True)}
+        for start, end, label, score in zip(starts, ends, segment_labels, scores, strict=True):
+            window_start, window_end = window_of[int(label)]
+            if score == 1.0:
+                assert window_start <= start and end <= window_end, (index, label, start, window_of)
+            else:
+                assert end <= window_start or start >= window_end, (index, label, start, window_of)
+    assert scores_seen == {0.0, 1.0}
+
+
+def test_segments_do_not_change_the_frames():
+    with_segments = synth.VideoSynthesizer(FRAME_CONFIG).video(3)
+    without = synth.VideoSynthesizer(dataclasses.replace(FRAME_CONFIG, segments=False)).video(3)
+    assert with_segments.segments and without.segments is None
+    assert np.array_equal(with_segments.rgb, without.rgb)
+    assert np.array_equal(with_segments.audio, without.audio)
+
+
+def test_video_level_means_are_the_dequantized_frame_means(tmp_path, frame_shards):
+    _, _, frame_records = frame_shards
+    config = dataclasses.replace(FRAME_CONFIG, kind=F.VIDEO_LEVEL, segments=False)
+    summary = synth.generate(str(tmp_path), config, progress=False)
+    spec = {
+        F.ID: tf.io.FixedLenFeature([], tf.string),
+        F.LABELS: tf.io.VarLenFeature(tf.int64),
+        F.MEAN_RGB: tf.io.FixedLenFeature([F.FEATURE_DIMS[F.RGB]], tf.float32),
+        F.MEAN_AUDIO: tf.io.FixedLenFeature([F.FEATURE_DIMS[F.AUDIO]], tf.float32),
+    }
+    records = [tf.io.parse_single_example(s, spec) for s in tf.data.TFRecordDataset(list(summary.paths))]
+    assert len(records) == config.videos
+    for record, frame_record in zip(records, frame_records, strict=True):
+        mean_rgb, mean_audio = record[F.MEAN_RGB].numpy(), record[F.MEAN_AUDIO].numpy()
+        assert np.all(np.isfinite(mean_rgb)) and np.all(np.isfinite(mean_audio))
+        # Same config and index: the same video as the frame-level shard.
+        assert record[F.ID].numpy() == frame_record[F.ID]
+        assert np.array_equal(tf.sparse.to_dense(record[F.LABELS]).numpy(), frame_record[F.LABELS])
+        frames = np.frombuffer(b"".join(frame_record[F.RGB]), np.uint8).reshape(-1, F.FEATURE_DIMS[F.RGB])
+        np.testing.assert_allclose(mean_rgb, dequantize(frames).mean(axis=0), atol=1e-6)
+
+
+def test_same_config_gives_identical_bytes_and_another_seed_does_not(tmp_path):
+    config = synth.SynthConfig(videos=7, shards=2, seed=3, classes=8, min_frames=10, max_frames=30)
+    synth.generate(str(tmp_path / "a"), config, progress=False)
+    synth.generate(str(tmp_path / "b"), config, progress=False)
+    synth.generate(str(tmp_path / "c"), dataclasses.replace(config, seed=4), progress=False)
+    first, again, other_seed = (_read_bytes(tmp_path / name) for name in "abc")
+    assert list(first) == ["train0000.tfrecord", "train0001.tfrecord", "vocabulary.csv"]
+    assert first == again
+    assert other_seed["train0000.tfrecord"] != first["train0000.tfrecord"]
+    assert other_seed["train0001.tfrecord"] != first["train0001.tfrecord"]
+
+
+def test_videos_do_not_depend_on_the_shard_count(tmp_path):
+    config = synth.SynthConfig(videos=7, shards=3, seed=3, classes=8, min_frames=10, max_frames=30)
+    three = synth.generate(str(tmp_path / "three"), config, progress=False)
+    one = synth.generate(str(tmp_path / "one"), dataclasses.replace(config, shards=1), progress=False)
+    concatenated = b"".join(open(path, "rb").read() for path in three.paths)
+    assert concatenated == open(one.paths[0], "rb").read()
+
+
+def test_test_partition_writes_no_labels_and_no_segments(tmp_path):
+    config = dataclasses.replace(FRAME_CONFIG, videos=4, shards=1, partition="test")
+    summary = synth.generate(str(tmp_path), config, progress=False)
+    assert [os.path.basename(path) for path in summary.paths] == ["test0000.tfrecord"]
+    records = _parse_frame_level(summary.paths)
+    assert len(records) == 4
+    for record in records:
+        assert len(record[F.RGB]) > 0
+        for name in (F.LABELS, *F.SEGMENT_FIELDS):
+            assert len(record[name]) == 0, name
+    train_ids = {synth.video_id(config.seed, "train", index) for index in range(4)}
+    assert not train_ids & {record[F.ID] for record in records}, "partitions are different videos"
+
+
+def test_ids_are_unique_short_and_random_looking():
+    ids = [synth.video_id(0, partition, index) for partition in synth.PARTITIONS for index in range(3000)]
+    assert len(set(ids)) == len(ids)
+    assert all(len(video_id) == 6 and set(video_id) <= BASE62 for video_id in ids)
+    assert len({video_id[0] for video_id in ids[:100]}) > 30, "consecutive indices must not share prefixes"
+    assert synth.video_id(1, "train", 0) != synth.video_id(0, "train", 0)
+
+
+def test_short_window_classes_need_all_frames_and_always_visible_ones_show_in_the_mean():
+    """The property the teacher-student setup relies on, checked with fixed projections.
+
+    max_t <frame_t, prototype> - mean_t (the background's offset) detects a label
+    visible in a few frames; every 10th frame often misses the window. The mean frame
+    (what a video-level model sees) shows the always-visible classes.
+    """
+    config = synth.SynthConfig(videos=250, seed=5, classes=12, min_frames=150, max_frames=300)
+    synthesizer = synth.VideoSynthesizer(config)
+    model = synthesizer.model
+    max_all, max_every_10th, mean_frame, positives = [], [], [], []
+    for index in range(config.videos):
+        video = synthesizer.video(index)
+        projections = dequantize(video.rgb) @ model.rgb_prototypes.T  # [T, C]
+        strided = projections[::10]
+        max_all.append(projections.max(axis=0) - projections.mean(axis=0))
+        max_every_10th.append(strided.max(axis=0) - strided.mean(axis=0))
+        mean_frame.append(projections.mean(axis=0))
+        positives.append(np.isin(np.arange(config.classes), video.labels))
+    max_all, max_every_10th = np.array(max_all), np.array(max_every_10th)
+    mean_frame, positives = np.array(mean_frame), np.array(positives)
+
+    counts = positives.sum(axis=0)
+    windowed = np.flatnonzero(~model.always_visible & (counts >= 40))
+    always = np.flatnonzero(model.always_visible & (counts >= 30))
+    assert len(windowed) and len(always), "the seed must give both kinds of common classes"
+    short = windowed[np.argmin(model.window_fractions[windowed])]
+    assert model.window_fractions[short] < 0.1
+
+    auc_all = _auc(max_all[:, short], positives[:, short])
+    auc_every_10th = _auc(max_every_10th[:, short], positives[:, short])
+    assert auc_all > 0.95
+    assert auc_every_10th < auc_all - 0.08, (auc_all, auc_every_10th)
+    assert _auc(mean_frame[:, short], positives[:, short]) < 0.8, "a short window barely moves the mean"
+    for visible in always:
+        assert _auc(mean_frame[:, visible], positives[:, visible]) > 0.95
+
+
+def test_frame_counts_follow_a_distribution_with_many_capped_videos():
+    synthesizer = synth.VideoSynthesizer(synth.SynthConfig(videos=400, classes=5))
+    counts = np.array([synthesizer.video(index).num_frames for index in range(400)])
+    assert 0.3 < np.mean(counts == 300) < 0.6
+    assert counts.min() >= 30 and len(np.unique(counts)) > 100
+    assert 200 < counts.mean() < 250
+
+
+def test_cli_writes_the_shards_and_returns_0(tmp_path, capsys):
+    out = tmp_path / "raw"
+    argv = ["--out", str(out), "--kind", "frame", "--videos", "5", "--shards", "2", "--seed", "7"]
+    argv += ["--classes", "6", "--frames", "10:40", "--segments", "--partition", "validate", "--no-progress"]
+    assert synth.main(argv) == 0
+    assert sorted(os.listdir(out)) == ["validate0000.tfrecord", "validate0001.tfrecord", "vocabulary.csv"]
+    printed = capsys.readouterr().out
+    assert "5 videos" in printed and "validate0000.tfrecord" in printed
+    records = _parse_frame_level(
+        sorted(str(out / name) for name in os.listdir(out) if name.endswith("tfrecord"))
+    )
+    assert len(records) == 5
+    assert all(10 <= len(record[F.RGB]) <= 40 for record in records)
+    assert all(record[F.LABELS].max() < 6 for record in records)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--frames", "300:30"], "MIN <= MAX"),
+        (["--frames", "ten:20"], "MIN:MAX"),
+        (["--kind", "foo"], "invalid choice"),
+        (["--kind", "video", "--segments"], "segments"),
+        (["--videos", "0"], "positive integer"),
+        (["--videos", "2", "--shards", "3"], "shards"),
+        (["--partition", "dev"], "invalid choice"),
+        (["--seed", "-1"], "non-negative"),
+    ],
+)
+def test_cli_rejects_bad_arguments_with_a_usage_error(tmp_path, capsys, extra, message):
+    argv = ["--out", str(tmp_path), "--kind", "frame", "--videos", "4", "--shards", "1", "--seed", "0"]
+    with pytest.raises(SystemExit) as raised:
+        synth.main(argv + extra)
+    assert raised.value.code == 2
+    error = capsys.readouterr().err
+    assert "error:" in error and message in error and "Traceback" not in error
+    assert not os.listdir(tmp_path)
+
+
+def test_config_rejects_inconsistent_values():
+    with pytest.raises(ValueError, match="segments"):
+        synth.SynthConfig(kind=F.VIDEO_LEVEL, segments=True)
+    with pytest.raises(ValueError, match="frames"):
+        synth.SynthConfig(min_frames=50, max_frames=40)
+
+
+def test_module_runs_as_a_script():
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.synth", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--frames MIN:MAX" in result.stdout and "--segments" in result.stdout

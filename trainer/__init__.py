@@ -1,0 +1,1 @@
+"""Training: dataset readers now; models, distillation and export follow."""
