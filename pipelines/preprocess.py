@@ -15,13 +15,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
 import time
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, SetupOptions
 
-from pipelines import failures, manifest, read, runner, write
+from pipelines import failures, manifest, read, runner, transform, write
 from pipelines.parse import INDEX_KEY, SOURCE_KEY, ParseConfig, RecordParser
 from schemas import features as F
 from schemas import raw
@@ -162,6 +163,18 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--parquet-row-group-mb", type=float, default=64.0)
     parser.add_argument("--tfrecord-compression", default="none", choices=write.TFRECORD_CODECS)
     parser.add_argument("--parse-batch-size", type=int, default=64)
+    normalization = parser.add_mutually_exclusive_group()
+    normalization.add_argument(
+        "--zscore",
+        action="store_true",
+        help="analyse per-dimension z-score statistics of l2-normalised frames with tensorflow-transform "
+        "(training partition), saved under OUTPUT/transform",
+    )
+    normalization.add_argument(
+        "--transform-from",
+        metavar="DATASET_DIR",
+        help="reuse the z-score analysis of an earlier (training) dataset instead of computing one",
+    )
     return parser
 
 
@@ -192,6 +205,25 @@ def _prepare_output(output: str, overwrite: bool) -> None:
     if not overwrite:
         raise UsageError(f"{output} already holds files ({len(existing)}); pass --overwrite to replace them")
     FileSystems.delete([output + "/"])
+
+
+def _normalization_entry(args) -> dict:
+    zscore = "analyzed" if args.zscore else ("reused" if args.transform_from else "none")
+    return {
+        "chain": "dequantize -> concat rgb||audio -> l2 per frame"
+        + (" -> z-score" if zscore != "none" else ""),
+        "zscore": zscore,
+        "transform_dir": transform.TRANSFORM_DIR if zscore != "none" else None,
+        "transform_from": args.transform_from,
+    }
+
+
+def _reuse_transform(source_dataset: str, output: str) -> None:
+    source = f"{source_dataset.rstrip('/')}/{transform.TRANSFORM_DIR}"
+    saved_model = f"{source}/{transform.TRANSFORM_FN_DIR}/saved_model.pb"
+    if not FileSystems.exists(saved_model):
+        raise UsageError(f"--transform-from {source_dataset}: no analysis found ({saved_model} is missing)")
+    FileSystems.copy([source + "/"], [f"{output.rstrip('/')}/{transform.TRANSFORM_DIR}/"])
 
 
 def _detect_layout(args, input_paths: list[str]) -> DatasetLayout:
@@ -256,6 +288,10 @@ def build_pipeline(pipeline, args, layout: DatasetLayout, input_files: list) -> 
         | "WriteDuplicates" >> failures.WriteJsonLines(f"{output}/{ERRORS_DIR}/duplicate_ids")
     )
 
+    if args.zscore:
+        rows | "AnalyzeNormalization" >> transform.AnalyzeFrameStatistics(
+            f"{output}/{transform.TRANSFORM_DIR}", args.transform_temp_dir, layout.teacher_view
+        )
     stats = rows | "SummarizeDataset" >> beam.CombineGlobally(manifest.DatasetStatsFn(args.num_classes))
     read_count = (
         (raw_records.records, raw_records[failures.FAILED])
@@ -280,6 +316,7 @@ def build_pipeline(pipeline, args, layout: DatasetLayout, input_files: list) -> 
         "input_files": len(input_files),
         "bytes_in": sum(m.size_in_bytes for m in input_files),
         "formats": args.format,
+        "normalization": _normalization_entry(args),
         "options": {
             "parquet_compression": args.parquet_compression,
             "parquet_row_group_mb": args.parquet_row_group_mb,
@@ -333,6 +370,10 @@ def run(argv=None, test_pipeline=None) -> dict:
     except (ValueError, OSError) as error:
         raise UsageError(str(error)) from None
     _prepare_output(args.output, args.overwrite)
+    if args.transform_from:
+        _reuse_transform(args.transform_from, args.output)
+    temp_location = options.view_as(GoogleCloudOptions).temp_location
+    args.transform_temp_dir = temp_location or tempfile.mkdtemp(prefix="fewframes-tft-")
     _LOG.info(
         "preprocessing %d %s-level shards (%s) -> %s as %s, view %s, frames %s%s",
         len(input_files),

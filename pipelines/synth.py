@@ -467,6 +467,22 @@ def _write_vocabulary(path: str, rows: list[tuple]) -> None:
     _write_atomically(path, write, mode="w", encoding="utf-8", newline="")
 
 
+def _warn_about_stale_shards(out_dir: str, config: SynthConfig) -> None:
+    """Shards of an earlier run with more shards would join a `train*` glob; say so, delete nothing."""
+    stale = []
+    for name in sorted(os.listdir(out_dir)):
+        number = name.removeprefix(config.partition).removesuffix(".tfrecord")
+        if name != number and len(number) == 4 and number.isdigit() and int(number) >= config.shards:
+            stale.append(name)
+    if stale:
+        logger.warning(
+            "%s also holds %d older shard(s) (%s ...) that are not part of this run",
+            out_dir,
+            len(stale),
+            stale[0],
+        )
+
+
 def generate(out_dir: str, config: SynthConfig, progress: bool = True) -> SynthSummary:
     """Write the config's shards and vocabulary.csv into `out_dir`.
 
@@ -501,6 +517,7 @@ def generate(out_dir: str, config: SynthConfig, progress: bool = True) -> SynthS
             path = shard_path(out_dir, config.partition, shard)
             total_bytes += _write_atomically(path, write_shard, mode="wb")
             paths.append(path)
+    _warn_about_stale_shards(out_dir, config)
     vocabulary_path = os.path.join(out_dir, VOCABULARY_FILE)
     _write_vocabulary(vocabulary_path, vocabulary_rows(config.seed, config.classes, class_counts))
     return SynthSummary(

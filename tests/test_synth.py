@@ -366,3 +366,12 @@ def test_module_runs_as_a_script():
     )
     assert result.returncode == 0, result.stderr
     assert "--frames MIN:MAX" in result.stdout and "--segments" in result.stdout
+
+
+def test_shards_left_by_an_earlier_larger_run_are_reported_not_deleted(tmp_path, caplog):
+    config = synth.SynthConfig(videos=4, shards=3, classes=4, min_frames=5, max_frames=10)
+    synth.generate(str(tmp_path), config, progress=False)
+    with caplog.at_level("WARNING", logger="pipelines.synth"):
+        synth.generate(str(tmp_path), dataclasses.replace(config, shards=1), progress=False)
+    assert "2 older shard(s) (train0001.tfrecord" in caplog.text
+    assert (tmp_path / "train0002.tfrecord").exists()

@@ -1,0 +1,124 @@
+"""The z-score step: TFT's analysis equals numpy statistics; reuse copies it exactly."""
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines import preprocess, transform
+from pipelines.synth import SynthConfig, generate
+from schemas import features as F
+from schemas.preprocessed import layout_from_arrow_schema
+
+
+def test_l2_normalize_gives_unit_rows_and_leaves_zero_rows_finite():
+    frames = np.array([[3.0, 4.0], [0.0, 0.0]], np.float32)
+    out = transform.l2_normalize(frames)
+    assert np.allclose(out[0], [0.6, 0.8]) and np.array_equal(out[1], [0.0, 0.0])
+
+
+def test_frames_record_batch_holds_one_l2_normalised_frame_per_row():
+    rng = np.random.default_rng(0)
+    rows = [
+        {
+            F.RGB: rng.normal(size=(n, 1024)).astype(np.float16),
+            F.AUDIO: rng.normal(size=(n, 128)).astype(np.float16),
+        }
+        for n in (2, 3)
+    ]
+    batch = transform.frames_record_batch(rows, teacher_view=False)
+    frames = batch.column(transform.FRAME).flatten().to_numpy().reshape(-1, transform.FRAME_DIM)
+    assert frames.shape == (5, 1152)
+    assert np.allclose(np.linalg.norm(frames, axis=1), 1.0, atol=1e-6)
+    expected = rows[1][F.RGB][2].astype(np.float32)
+    assert np.allclose(frames[4, :1024] / frames[4, :1024].std(), expected / expected.std(), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def zscored(tmp_path_factory):
+    root = tmp_path_factory.mktemp("zscore")
+    for partition, seed in (("train", 21), ("validate", 22)):
+        generate(
+            str(root / "raw"),
+            SynthConfig(
+                videos=16, shards=1, classes=8, min_frames=4, max_frames=40, seed=seed, partition=partition
+            ),
+            progress=False,
+        )
+    train = preprocess.run(
+        [
+            "--input",
+            f"{root}/raw/train*.tfrecord",
+            "--output",
+            str(root / "train"),
+            "--num-classes",
+            "8",
+            "--view",
+            "every_n:3",
+            "--frame-dtype",
+            "float32",
+            "--zscore",
+        ]
+    )
+    return root, train
+
+
+def test_analysis_equals_numpy_statistics_of_the_stored_frames(zscored):
+    root, summary = zscored
+    assert summary["normalization"]["zscore"] == "analyzed"
+    table = pq.read_table(sorted((root / "train" / "parquet").glob("*.parquet")))
+    rows = layout_from_arrow_schema(table.schema).rows_from_table(table)
+    frames = transform.l2_normalize(np.concatenate([transform.model_frames(r, False) for r in rows]))
+    mean, std = frames.mean(axis=0), frames.std(axis=0)  # biased, as TFT
+    normalizer = transform.FrameNormalizer(str(root / "train" / transform.TRANSFORM_DIR))
+    got_mean, got_std = normalizer.zscore_parameters()
+    assert np.allclose(got_mean, mean, atol=1e-5) and np.allclose(got_std, std, rtol=1e-3)
+    z = np.asarray(normalizer(frames[None]))[0]
+    assert np.allclose(z, (frames - mean) / std, atol=2e-3)
+    assert np.allclose(z.mean(axis=0), 0, atol=1e-3) and np.allclose(z.std(axis=0), 1, atol=1e-2)
+
+
+def test_validate_run_reuses_the_training_analysis(zscored):
+    root, _ = zscored
+    summary = preprocess.run(
+        [
+            "--input",
+            f"{root}/raw/validate*.tfrecord",
+            "--output",
+            str(root / "validate"),
+            "--num-classes",
+            "8",
+            "--transform-from",
+            str(root / "train"),
+        ]
+    )
+    assert summary["normalization"] == {
+        "chain": "dequantize -> concat rgb||audio -> l2 per frame -> z-score",
+        "zscore": "reused",
+        "transform_dir": "transform",
+        "transform_from": str(root / "train"),
+    }
+    train_fn = transform.FrameNormalizer(str(root / "train" / "transform")).zscore_parameters()
+    validate_fn = transform.FrameNormalizer(str(root / "validate" / "transform")).zscore_parameters()
+    assert all(np.array_equal(a, b) for a, b in zip(train_fn, validate_fn, strict=True))
+    assert (
+        json.loads((root / "validate" / "manifest.json").read_text())["normalization"]["zscore"] == "reused"
+    )
+
+
+def test_transform_from_a_dataset_without_analysis_is_refused(zscored, tmp_path):
+    root, _ = zscored
+    with pytest.raises(preprocess.UsageError, match="no analysis found"):
+        preprocess.run(
+            [
+                "--input",
+                f"{root}/raw/validate*.tfrecord",
+                "--output",
+                str(tmp_path / "v"),
+                "--num-classes",
+                "8",
+                "--transform-from",
+                str(tmp_path),
+            ]
+        )
