@@ -68,7 +68,10 @@ class ParseAndValidate(beam.PTransform):
     def expand(self, records):
         return (
             records
-            | "BatchRecords" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._max_batch_size)
+            # A fixed size: adaptive batching starts at 1 record, and TF's per-call
+            # overhead then dominates small inputs.
+            | "BatchRecords"
+            >> beam.BatchElements(min_batch_size=self._max_batch_size, max_batch_size=self._max_batch_size)
             | "ParseBatches"
             >> beam.ParDo(_ParseBatches(self._config)).with_outputs(failures.FAILED, main="rows")
         )
@@ -157,6 +160,11 @@ def build_arg_parser() -> argparse.ArgumentParser:
         help="keep only the first record (in file order) of a repeated id",
     )
     parser.add_argument(
+        "--no-duplicate-check",
+        action="store_true",
+        help="skip the id grouping that detects repeated ids (for inputs known to have unique ids)",
+    )
+    parser.add_argument(
         "--num-shards", type=int, default=0, help="output shards per format (0: runner decides)"
     )
     parser.add_argument("--parquet-compression", default="zstd", choices=write.PARQUET_CODECS)
@@ -192,6 +200,8 @@ def _parse_args(argv):
         parser.error(str(error))
     if not args.view.is_deterministic:
         parser.error(f"--view {args.view} is random; a dataset stores a deterministic view")
+    if args.no_duplicate_check and args.drop_duplicate_ids:
+        parser.error("--drop-duplicate-ids needs the duplicate check; drop --no-duplicate-check")
     if args.num_classes < 1 or args.parse_batch_size < 1 or args.num_shards < 0:
         parser.error("--num-classes and --parse-batch-size must be positive, --num-shards not negative")
     return args, beam_args
@@ -261,7 +271,10 @@ def build_pipeline(pipeline, args, layout: DatasetLayout, input_files: list) -> 
     parsed = raw_records.records | "ParseAndValidate" >> ParseAndValidate(config, args.parse_batch_size)
     rows = parsed.rows
 
-    duplicates = rows | "DetectDuplicateIds" >> DetectDuplicateIds()
+    if args.no_duplicate_check:
+        duplicates = pipeline | "NoDuplicateCheck" >> beam.Create([])
+    else:
+        duplicates = rows | "DetectDuplicateIds" >> DetectDuplicateIds()
     stage_failures = [raw_records[failures.FAILED], parsed[failures.FAILED]]
     if args.drop_duplicate_ids:
         later = duplicates | "LaterOccurrences" >> beam.FlatMap(_later_positions)
@@ -293,11 +306,10 @@ def build_pipeline(pipeline, args, layout: DatasetLayout, input_files: list) -> 
             f"{output}/{transform.TRANSFORM_DIR}", args.transform_temp_dir, layout.teacher_view
         )
     stats = rows | "SummarizeDataset" >> beam.CombineGlobally(manifest.DatasetStatsFn(args.num_classes))
-    read_count = (
-        (raw_records.records, raw_records[failures.FAILED])
-        | "AllReadRecords" >> beam.Flatten()
-        | "CountRecordsRead" >> beam.combiners.Count.Globally()
-    )
+    # Counted on each side, not on their Flatten: flattening would carry every raw
+    # record's bytes across a stage boundary just to count it.
+    records_count = raw_records.records | "CountWholeRecords" >> beam.combiners.Count.Globally()
+    damaged_count = raw_records[failures.FAILED] | "CountDamagedFrames" >> beam.combiners.Count.Globally()
     by_stage = all_failures | "CountFailures" >> beam.CombineGlobally(
         manifest.CountByKeyFn(lambda record: record["stage"])
     )
@@ -323,17 +335,24 @@ def build_pipeline(pipeline, args, layout: DatasetLayout, input_files: list) -> 
             "tfrecord_compression": args.tfrecord_compression,
             "num_shards": args.num_shards,
             "drop_duplicate_ids": args.drop_duplicate_ids,
+            "duplicate_check": not args.no_duplicate_check,
         },
     }
     file_lists = {fmt: beam.pvalue.AsList(files) for fmt, files in written.items()}
 
-    def write_manifest(_, stats, records_read, failures_by_stage, duplicate_count, **outputs):
+    def write_manifest(
+        _, stats, whole_records, damaged_frames, failures_by_stage, duplicate_count, **outputs
+    ):
         result = manifest.build_manifest(
             base,
             stats,
-            records_read,
+            whole_records + damaged_frames,
             failures_by_stage,
-            {"count": duplicate_count, "dropped": args.drop_duplicate_ids},
+            {
+                "count": duplicate_count,
+                "dropped": args.drop_duplicate_ids,
+                "checked": not args.no_duplicate_check,
+            },
             outputs,
         )
         manifest.write_json(f"{output}/{manifest.MANIFEST_NAME}", result)
@@ -351,7 +370,8 @@ def build_pipeline(pipeline, args, layout: DatasetLayout, input_files: list) -> 
         >> beam.Map(
             write_manifest,
             stats=beam.pvalue.AsSingleton(stats),
-            records_read=beam.pvalue.AsSingleton(read_count),
+            whole_records=beam.pvalue.AsSingleton(records_count),
+            damaged_frames=beam.pvalue.AsSingleton(damaged_count),
             failures_by_stage=beam.pvalue.AsSingleton(by_stage),
             duplicate_count=beam.pvalue.AsSingleton(duplicate_count),
             **file_lists,
@@ -408,8 +428,13 @@ def format_summary(summary: dict, seconds: float) -> str:
         f"preprocessed {summary['kind']}-level data in {seconds:.1f}s",
         f"  records: read {summary['records_read']}, written {summary['records_written']}, "
         f"failed {summary['records_failed']} ({failed_by}); balanced: {summary['balanced']}",
-        f"  duplicate ids: {summary['duplicate_ids']['count']}"
-        + (" (later copies dropped)" if summary["duplicate_ids"]["dropped"] else ""),
+        "  duplicate ids: "
+        + (
+            "not checked"
+            if not summary["duplicate_ids"]["checked"]
+            else f"{summary['duplicate_ids']['count']}"
+            + (" (later copies dropped)" if summary["duplicate_ids"]["dropped"] else "")
+        ),
         f"  bytes: in {summary['bytes_in']:,}, out {summary['bytes_out']:,}",
     ]
     if summary["kind"] == F.FRAME_LEVEL:

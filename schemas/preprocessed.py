@@ -8,8 +8,12 @@ column cannot be renamed or retyped in one place only.
 Frames are stored as they were dequantized (`float16` or `float32`) or still
 quantized (`uint8`); the normalization chain (l2 per frame, then the optional
 z-score) is applied by its readers, identically in training and serving.
-In TFRecord a frames column is one little-endian byte string holding the video's
-frames back to back (`decode_raw` + reshape recovers them).
+Frames are stored as bytes, like the raw format: in Parquet a frames column is a list
+with one fixed-size binary value per frame (little-endian, `dim` values of the
+layout's frame dtype). Parquet's nested float lists carry repetition levels on every
+value and measured 20x slower to write and 10x slower to read at the same size. In
+TFRecord a frames column is one byte string holding the video's frames back to back.
+Readers decode both with `np.frombuffer` / `decode_raw` and a reshape.
 """
 
 from __future__ import annotations
@@ -36,7 +40,6 @@ FLOAT_LIST = "float_list"
 VECTOR = "vector"
 FRAMES = "frames"
 
-_ARROW_FRAME_TYPES = {"float16": pa.float16(), "float32": pa.float32(), "uint8": pa.uint8()}
 _NUMPY_INT_LIST_TYPES = {F.FRAME_INDEX: np.int16}
 
 
@@ -58,10 +61,16 @@ class Column:
             return pa.list_(pa.float32())
         if self.role == VECTOR:
             return pa.list_(pa.float32(), self.dim)
-        return pa.list_(pa.list_(_ARROW_FRAME_TYPES[frame_dtype], self.dim))
+        return pa.list_(pa.binary(self.frame_bytes(frame_dtype)))
+
+    def frame_bytes(self, frame_dtype: str) -> int:
+        return self.dim * np.dtype(frame_dtype).itemsize
 
     def type_text(self, frame_dtype: str) -> str:
-        text = str(self.arrow_type(frame_dtype)).replace("<item: ", "<").replace("halffloat", "float16")
+        if self.role == FRAMES:
+            width = self.frame_bytes(frame_dtype)
+            return f"list<fixed_size_binary[{width}]>: {self.dim} x {frame_dtype} per frame"
+        text = str(self.arrow_type(frame_dtype)).replace("<item: ", "<")
         return re.sub(r"\bfloat\b", "float32", text)
 
 
@@ -269,12 +278,16 @@ def _arrow_column(column: Column, rows: Sequence[dict], arrow_type: pa.DataType)
     if column.role == VECTOR:
         flat = np.asarray(values, dtype=np.float32).reshape(-1)
         return pa.FixedSizeListArray.from_arrays(pa.array(flat), column.dim)
-    frame_type = arrow_type.value_type.value_type
-    numpy_type = np.float16 if frame_type == pa.float16() else frame_type.to_pandas_dtype()
-    frames = [np.asarray(v, dtype=numpy_type).reshape(-1, column.dim) for v in values]
-    flat = np.concatenate(frames).reshape(-1) if frames else np.zeros(0, numpy_type)
-    inner = pa.FixedSizeListArray.from_arrays(pa.array(flat, type=frame_type), column.dim)
+    item_type = arrow_type.value_type
+    frames = [np.asarray(v).reshape(-1, column.dim) for v in values]
+    dtype = np.dtype(_frame_dtype_of(item_type, column.dim)).newbyteorder("<")
+    flat = np.ascontiguousarray(np.concatenate(frames) if frames else np.zeros((0, column.dim)), dtype=dtype)
+    inner = pa.FixedSizeBinaryArray.from_buffers(item_type, len(flat), [None, pa.py_buffer(flat)])
     return pa.ListArray.from_arrays(pa.array(_offsets([len(f) for f in frames])), inner)
+
+
+def _frame_dtype_of(item_type: pa.DataType, dim: int) -> str:
+    return {1: "uint8", 2: "float16", 4: "float32"}[item_type.byte_width // dim]
 
 
 def _numpy_values(column: Column, array: pa.Array, frame_dtype: str) -> list:
@@ -284,7 +297,14 @@ def _numpy_values(column: Column, array: pa.Array, frame_dtype: str) -> list:
         return list(array.flatten().to_numpy(zero_copy_only=False).reshape(-1, column.dim))
     offsets = array.offsets.to_numpy()
     if column.role == FRAMES:
-        flat = array.flatten().flatten().to_numpy(zero_copy_only=False).reshape(-1, column.dim)
+        inner = array.flatten()  # one fixed-size binary value per frame
+        width = inner.type.byte_width
+        flat = np.frombuffer(
+            inner.buffers()[1],
+            dtype=np.dtype(frame_dtype).newbyteorder("<"),
+            count=len(inner) * column.dim,
+            offset=inner.offset * width,
+        ).reshape(-1, column.dim)
     else:
         flat = array.flatten().to_numpy(zero_copy_only=False)
     return [flat[offsets[i] : offsets[i + 1]] for i in range(len(array))]

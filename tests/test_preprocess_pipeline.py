@@ -184,7 +184,7 @@ def test_duplicate_ids_are_listed_with_their_positions(damaged_input, full_run):
     assert [pathlib.Path(o["source"]).name for o in report["occurrences"]][-1] == damaged_input[
         "duplicate_source"
     ]
-    assert summary["duplicate_ids"] == {"count": 1, "dropped": False}
+    assert summary["duplicate_ids"] == {"count": 1, "dropped": False, "checked": True}
 
 
 def _expected_row(record: dict, view: View, dtype: str) -> dict:
@@ -250,7 +250,8 @@ def test_drop_duplicate_ids_keeps_the_first_in_file_order(damaged_input, tmp_pat
     assert pathlib.Path(dropped["source"]).name == damaged_input["duplicate_source"]
     table = pq.read_table(sorted((tmp_path / "ds" / "parquet").glob("*.parquet")))
     assert sorted(table.column(F.ID).to_pylist()) == sorted(damaged_input["good"])
-    assert str(table.schema.field(F.RGB).type.value_type.value_type) == "uint8"
+    assert table.schema.field(F.RGB).type.value_type.byte_width == 1024  # one uint8 per value
+    assert layout_from_arrow_schema(table.schema).frame_dtype == "uint8"
 
 
 def test_existing_dataset_is_refused_unless_overwrite(damaged_input, tmp_path):
@@ -397,3 +398,12 @@ def test_video_level_real_shards_match_plain_tensorflow_parsing(shared_data_dir,
         assert row[F.LABELS].tolist() == ref[F.LABELS].values.numpy().tolist()
     label_total = sum(len(r[F.LABELS]) for r in rows)
     assert sum(summary["label_frequencies"].values()) == label_total
+
+
+def test_no_duplicate_check_says_so_and_still_balances(damaged_input, tmp_path):
+    summary = _run(damaged_input["dir"], tmp_path / "ds", "--no-duplicate-check")
+    assert summary["duplicate_ids"] == {"count": 0, "dropped": False, "checked": False}
+    assert summary["balanced"] and summary["records_written"] == len(damaged_input["good"]) + 1
+    assert "duplicate ids: not checked" in preprocess.format_summary(summary, 1.0)
+    with pytest.raises(SystemExit):
+        _run(damaged_input["dir"], tmp_path / "other", "--no-duplicate-check", "--drop-duplicate-ids")
