@@ -249,30 +249,32 @@ class RecordParser:
         }
 
     def _attach_frames(self, rows: list[dict], valid: list[int], sequences) -> None:
-        """Gather each video's view frames as strings, then decode the batch at once."""
+        """Gather each video's view frames as strings, then decode the batch at once.
+
+        Indices are laid out for the whole parsed batch (rows of invalid records gather
+        frame 0 and are ignored), so no copy of the batch's frame strings is made
+        before the view is taken.
+        """
         tf = self._tf
         config = self.config
-        batch_index = tf.constant(valid, dtype=tf.int32)
-        view_indices = [row[F.FRAME_INDEX] for row in rows]
-        width = max(len(ix) for ix in view_indices)
-        padded = np.zeros((len(rows), width), dtype=np.int32)
-        for r, ix in enumerate(view_indices):
-            padded[r, : len(ix)] = ix
+        batch_size = int(sequences[F.RGB].shape[0])
+        padded = np.zeros((batch_size, max(len(row[F.FRAME_INDEX]) for row in rows)), dtype=np.int32)
+        for position, row in zip(valid, rows, strict=True):
+            padded[position, : len(row[F.FRAME_INDEX])] = row[F.FRAME_INDEX]
         full_width = min(F.MAX_FRAMES, max(row[F.NUM_FRAMES] for row in rows))
         for feature in F.FRAME_FEATURES:
             dim = F.FEATURE_DIMS[feature]
-            strings = tf.gather(sequences[feature], batch_index)
-            selected = tf.gather(strings, padded, batch_dims=1)
-            codes = tf.io.decode_raw(selected, tf.uint8, fixed_length=dim).numpy()
-            full_codes = None
+            selected = tf.gather(sequences[feature], padded, batch_dims=1)
+            stored = store_frames(
+                tf.io.decode_raw(selected, tf.uint8, fixed_length=dim).numpy(), config.frame_dtype
+            )
+            full = None
             if config.teacher_view:
-                full_codes = tf.io.decode_raw(strings[:, :full_width], tf.uint8, fixed_length=dim).numpy()
-            for r, row in enumerate(rows):
-                row[feature] = store_frames(codes[r, : len(view_indices[r])], config.frame_dtype)
-                if full_codes is not None:
-                    capped = min(row[F.NUM_FRAMES], F.MAX_FRAMES)
-                    row[F.full_view_column(feature)] = store_frames(
-                        full_codes[r, :capped], config.frame_dtype
-                    )
+                full_codes = tf.io.decode_raw(sequences[feature][:, :full_width], tf.uint8, fixed_length=dim)
+                full = store_frames(full_codes.numpy(), config.frame_dtype)
+            for position, row in zip(valid, rows, strict=True):
+                row[feature] = stored[position, : len(row[F.FRAME_INDEX])]
+                if full is not None:
+                    row[F.full_view_column(feature)] = full[position, : min(row[F.NUM_FRAMES], F.MAX_FRAMES)]
         for row in rows:
             row[F.FRAME_INDEX] = row[F.FRAME_INDEX].astype(np.int16)

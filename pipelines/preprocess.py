@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
 import sys
 import tempfile
 import time
@@ -207,14 +209,28 @@ def _parse_args(argv):
     return args, beam_args
 
 
+# What a dataset directory holds; `--overwrite` deletes these and nothing else.
+DATASET_ENTRIES = (manifest.MANIFEST_NAME, write.PARQUET, write.TFRECORD, ERRORS_DIR, transform.TRANSFORM_DIR)
+
+
 def _prepare_output(output: str, overwrite: bool) -> None:
+    """Refuse a non-empty output; with `overwrite`, delete the old dataset's files only."""
     output = output.rstrip("/")
-    existing = FileSystems.match([output + "/*"])[0].metadata_list
+    existing = [m.path for m in FileSystems.match([output + "/**"])[0].metadata_list]
     if not existing:
         return
     if not overwrite:
         raise UsageError(f"{output} already holds files ({len(existing)}); pass --overwrite to replace them")
-    FileSystems.delete([output + "/"])
+    foreign = [p for p in existing if p[len(output) + 1 :].split("/", 1)[0] not in DATASET_ENTRIES]
+    if foreign:
+        raise UsageError(
+            f"{output} holds files that are not part of a fewframes dataset (e.g. {foreign[0]}); "
+            "--overwrite only replaces a dataset, so choose another --output"
+        )
+    FileSystems.delete(existing)
+    if FileSystems.get_scheme(output) is None:  # local: also remove the emptied directories
+        for entry in DATASET_ENTRIES:
+            shutil.rmtree(os.path.join(output, entry), ignore_errors=True)
 
 
 def _normalization_entry(args) -> dict:
@@ -228,12 +244,15 @@ def _normalization_entry(args) -> dict:
     }
 
 
-def _reuse_transform(source_dataset: str, output: str) -> None:
+def _transform_source(source_dataset: str, output: str) -> str:
+    """The analysis directory `--transform-from` names, checked before anything is deleted."""
+    if source_dataset.rstrip("/") == output.rstrip("/"):
+        raise UsageError("--transform-from cannot name the output directory it would replace")
     source = f"{source_dataset.rstrip('/')}/{transform.TRANSFORM_DIR}"
     saved_model = f"{source}/{transform.TRANSFORM_FN_DIR}/saved_model.pb"
     if not FileSystems.exists(saved_model):
         raise UsageError(f"--transform-from {source_dataset}: no analysis found ({saved_model} is missing)")
-    FileSystems.copy([source + "/"], [f"{output.rstrip('/')}/{transform.TRANSFORM_DIR}/"])
+    return source
 
 
 def _detect_layout(args, input_paths: list[str]) -> DatasetLayout:
@@ -389,9 +408,10 @@ def run(argv=None, test_pipeline=None) -> dict:
         layout = _detect_layout(args, [m.path for m in input_files])
     except (ValueError, OSError) as error:
         raise UsageError(str(error)) from None
+    transform_source = _transform_source(args.transform_from, args.output) if args.transform_from else None
     _prepare_output(args.output, args.overwrite)
-    if args.transform_from:
-        _reuse_transform(args.transform_from, args.output)
+    if transform_source:
+        FileSystems.copy([transform_source + "/"], [f"{args.output.rstrip('/')}/{transform.TRANSFORM_DIR}/"])
     temp_location = options.view_as(GoogleCloudOptions).temp_location
     args.transform_temp_dir = temp_location or tempfile.mkdtemp(prefix="fewframes-tft-")
     _LOG.info(

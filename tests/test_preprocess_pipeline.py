@@ -273,8 +273,24 @@ def test_existing_dataset_is_refused_unless_overwrite(damaged_input, tmp_path):
         )
         == 2
     )
+    stale = output / "parquet" / "part-00007-of-00009.parquet"
+    stale.parent.mkdir()
+    stale.write_bytes(b"an old shard")
+    (output / "errors" / "old").mkdir(parents=True)
+    (output / "errors" / "old" / "failures.jsonl").write_text("{}")
     summary = _run(damaged_input["dir"], output, "--overwrite", "--view", "uniform:3")
     assert summary["view"] == "uniform:3" and json.loads((output / "manifest.json").read_text())["balanced"]
+    assert not stale.exists() and not (output / "errors" / "old").exists()
+    assert [p.name for p in (output / "parquet").iterdir()] == ["part-00000-of-00001.parquet"]
+
+
+def test_overwrite_never_deletes_files_that_are_not_a_dataset(damaged_input, tmp_path):
+    output = tmp_path / "home"
+    output.mkdir()
+    (output / "thesis.tex").write_text("precious")
+    with pytest.raises(preprocess.UsageError, match="not part of a fewframes dataset"):
+        _run(damaged_input["dir"], output, "--overwrite")
+    assert (output / "thesis.tex").read_text() == "precious"
 
 
 def test_missing_input_fails_before_any_work(tmp_path, capsys):

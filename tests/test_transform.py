@@ -122,3 +122,22 @@ def test_transform_from_a_dataset_without_analysis_is_refused(zscored, tmp_path)
                 str(tmp_path),
             ]
         )
+
+
+def test_transform_from_the_output_itself_is_refused_before_deleting_it(zscored):
+    root, _ = zscored
+    with pytest.raises(preprocess.UsageError, match="cannot name the output"):
+        preprocess.run(
+            [
+                "--input",
+                f"{root}/raw/train*.tfrecord",
+                "--output",
+                str(root / "train"),
+                "--num-classes",
+                "8",
+                "--overwrite",
+                "--transform-from",
+                str(root / "train"),
+            ]
+        )
+    assert (root / "train" / "transform" / "transform_fn" / "saved_model.pb").exists()
