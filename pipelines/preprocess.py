@@ -25,6 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, SetupOptions
 
 from pipelines import failures, manifest, read, runner, transform, write
+from pipelines.coders import VideoRow
 from pipelines.parse import INDEX_KEY, SOURCE_KEY, ParseConfig, RecordParser
 from schemas import features as F
 from schemas import raw
@@ -55,7 +56,8 @@ class _ParseBatches(beam.DoFn):
         rows, failed = self._parser.parse_batch(batch)
         self._rows.inc(len(rows))
         self._failed.inc(len(failed))
-        yield from rows
+        for row in rows:
+            yield VideoRow(row)
         for record in failed:
             yield beam.pvalue.TaggedOutput(failures.FAILED, record)
 
@@ -299,7 +301,7 @@ def build_pipeline(pipeline, args, layout: DatasetLayout, input_files: list) -> 
         later = duplicates | "LaterOccurrences" >> beam.FlatMap(_later_positions)
         kept = rows | "DropDuplicateIds" >> beam.ParDo(
             _DropLaterDuplicates(), dropped=beam.pvalue.AsDict(later)
-        ).with_outputs(failures.FAILED, main="rows")
+        ).with_output_types(VideoRow).with_outputs(failures.FAILED, main="rows")
         rows = kept.rows
         stage_failures.append(kept[failures.FAILED])
     all_failures = stage_failures | "AllFailures" >> beam.Flatten()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import apache_beam as beam
 import pyarrow as pa
 
+from pipelines.coders import VideoRow, row_nbytes
 from schemas import features as F
 from schemas.preprocessed import DatasetLayout
 
@@ -17,11 +18,6 @@ TFRECORD = "tfrecord"
 FORMATS = (PARQUET, TFRECORD)
 PARQUET_CODECS = ("zstd", "snappy", "gzip", "none")
 TFRECORD_CODECS = ("none", "gzip")
-
-
-def row_nbytes(row: dict) -> int:
-    """Approximate in-memory size of a row: its arrays' bytes (frames dominate)."""
-    return sum(getattr(value, "nbytes", 8) for value in row.values())
 
 
 def shard_prefix(output: str, fmt: str) -> str:
@@ -45,9 +41,11 @@ class WriteParquet(beam.PTransform):
                 min_batch_size=self._row_group_bytes,
                 max_batch_size=self._row_group_bytes,
                 element_size_fn=row_nbytes,
-            )
+            ).with_output_types(list[VideoRow])
             | "ToArrowTables"
-            >> beam.Map(lambda batch: pa.Table.from_batches([layout.to_record_batch(batch)]))
+            >> beam.Map(
+                lambda batch: pa.Table.from_batches([layout.to_record_batch(batch)])
+            ).with_output_types(pa.Table)
             | "WriteParquetFiles"
             >> beam.io.WriteToParquetBatched(
                 shard_prefix(self._output, PARQUET),
