@@ -140,37 +140,56 @@ class RecordParser:
             return self._frame_level(records)
         return self._video_level(records)
 
-    # ----- video level ------------------------------------------------------------------
-    def _video_level(self, records):
-        tf = self._tf
-        parsed = tf.io.parse_example(tf.constant([r[3] for r in records]), self._context_spec)
-        size = len(records)
-        ids, legacy = parsed[F.ID].numpy(), parsed[F.LEGACY_ID].numpy()
-        labels = _ragged_rows(parsed[F.LABELS], size)
-        means = {name: _ragged_rows(parsed[name], size) for name in (F.MEAN_RGB, F.MEAN_AUDIO)}
-        rows, failed = [], []
+    def _validate_each(self, records, ids, legacy, labels, complete_row):
+        """Build a row per record, or a failure saying why it is invalid.
+
+        `complete_row(i, data, row)` adds the kind-specific fields to a row holding the
+        id and labels, raising InvalidRecord. Returns the batch positions of the valid
+        records, their rows and the failures.
+        """
+        valid, rows, failed = [], [], []
         for i, (source, index, offset, data) in enumerate(records):
             video_id = ""
             try:
                 video_id = _video_id(ids[i], legacy[i])
                 row = {F.ID: video_id, F.LABELS: _check_labels(labels[i], self.config.num_classes)}
-                for feature in F.FRAME_FEATURES:
-                    name, dim = F.MEAN_FEATURE_OF[feature], F.FEATURE_DIMS[feature]
-                    values = means[name][i]
-                    if len(values) == 0:
-                        raise InvalidRecord(self._explain_missing_mean(data, name))
-                    if len(values) != dim:
-                        raise InvalidRecord(f"'{name}' has {len(values)} values, expected {dim}")
-                    if not np.isfinite(values).all():
-                        raise InvalidRecord(f"'{name}' holds NaN or infinite values")
-                    row[name] = values.astype(np.float32)
+                complete_row(i, data, row)
             except InvalidRecord as error:
                 failed.append(
                     failures.failure(source, index, offset, failures.STAGE_VALIDATE, str(error), video_id)
                 )
                 continue
             row[SOURCE_KEY], row[INDEX_KEY] = source, index
+            valid.append(i)
             rows.append(row)
+        return valid, rows, failed
+
+    # ----- video level ------------------------------------------------------------------
+    def _video_level(self, records):
+        tf = self._tf
+        parsed = tf.io.parse_example(tf.constant([r[3] for r in records]), self._context_spec)
+        size = len(records)
+        means = {name: _ragged_rows(parsed[name], size) for name in (F.MEAN_RGB, F.MEAN_AUDIO)}
+
+        def complete_row(i, data, row):
+            for feature in F.FRAME_FEATURES:
+                name, dim = F.MEAN_FEATURE_OF[feature], F.FEATURE_DIMS[feature]
+                values = means[name][i]
+                if len(values) == 0:
+                    raise InvalidRecord(self._explain_missing_mean(data, name))
+                if len(values) != dim:
+                    raise InvalidRecord(f"'{name}' has {len(values)} values, expected {dim}")
+                if not np.isfinite(values).all():
+                    raise InvalidRecord(f"'{name}' holds NaN or infinite values")
+                row[name] = values.astype(np.float32)
+
+        _, rows, failed = self._validate_each(
+            records,
+            parsed[F.ID].numpy(),
+            parsed[F.LEGACY_ID].numpy(),
+            _ragged_rows(parsed[F.LABELS], size),
+            complete_row,
+        )
         return rows, failed
 
     def _explain_missing_mean(self, data: bytes, name: str) -> str:
@@ -189,47 +208,40 @@ class RecordParser:
             sequence_features=self._sequence_spec,
         )
         size = len(records)
-        ids, legacy = context[F.ID].numpy(), context[F.LEGACY_ID].numpy()
-        labels = _ragged_rows(context[F.LABELS], size)
         segments = {name: _ragged_rows(context[name], size) for name in F.SEGMENT_FIELDS}
         frame_counts = {f: lengths[f].numpy() for f in F.FRAME_FEATURES}
         byte_lengths = {f: tf.strings.length(sequences[f]).numpy() for f in F.FRAME_FEATURES}
 
-        valid, partial_rows, failed = [], [], []
-        for i, (source, index, offset, data) in enumerate(records):
-            video_id = ""
-            try:
-                video_id = _video_id(ids[i], legacy[i])
-                row = {F.ID: video_id, F.LABELS: _check_labels(labels[i], config.num_classes)}
-                num_frames = int(frame_counts[F.RGB][i])
-                if num_frames == 0:
-                    raise InvalidRecord(_explain_no_frames(data))
-                for feature in F.FRAME_FEATURES:
-                    count = int(frame_counts[feature][i])
-                    if count != num_frames:
-                        raise InvalidRecord(f"'{F.RGB}' has {num_frames} frames but '{feature}' has {count}")
-                    sizes = byte_lengths[feature][i, :count]
-                    wrong = np.flatnonzero(sizes != F.FEATURE_DIMS[feature])
-                    if len(wrong):
-                        raise InvalidRecord(
-                            f"'{feature}' frame {int(wrong[0])} has {int(sizes[wrong[0]])} bytes, "
-                            f"expected {F.FEATURE_DIMS[feature]}"
-                        )
-                row[F.NUM_FRAMES] = num_frames
-                row[F.FRAME_INDEX] = config.view.frame_indices(num_frames)
-                if config.segments:
-                    row.update(self._segments(segments, i, min(num_frames, F.MAX_FRAMES)))
-            except InvalidRecord as error:
-                failed.append(
-                    failures.failure(source, index, offset, failures.STAGE_VALIDATE, str(error), video_id)
-                )
-                continue
-            row[SOURCE_KEY], row[INDEX_KEY] = source, index
-            valid.append(i)
-            partial_rows.append(row)
+        def complete_row(i, data, row):
+            num_frames = int(frame_counts[F.RGB][i])
+            if num_frames == 0:
+                raise InvalidRecord(_explain_no_frames(data))
+            for feature in F.FRAME_FEATURES:
+                count = int(frame_counts[feature][i])
+                if count != num_frames:
+                    raise InvalidRecord(f"'{F.RGB}' has {num_frames} frames but '{feature}' has {count}")
+                sizes = byte_lengths[feature][i, :count]
+                wrong = np.flatnonzero(sizes != F.FEATURE_DIMS[feature])
+                if len(wrong):
+                    raise InvalidRecord(
+                        f"'{feature}' frame {int(wrong[0])} has {int(sizes[wrong[0]])} bytes, "
+                        f"expected {F.FEATURE_DIMS[feature]}"
+                    )
+            row[F.NUM_FRAMES] = num_frames
+            row[F.FRAME_INDEX] = config.view.frame_indices(num_frames)
+            if config.segments:
+                row.update(self._segments(segments, i, min(num_frames, F.MAX_FRAMES)))
+
+        valid, rows, failed = self._validate_each(
+            records,
+            context[F.ID].numpy(),
+            context[F.LEGACY_ID].numpy(),
+            _ragged_rows(context[F.LABELS], size),
+            complete_row,
+        )
         if valid:
-            self._attach_frames(partial_rows, valid, sequences)
-        return partial_rows, failed
+            self._attach_frames(rows, valid, sequences)
+        return rows, failed
 
     def _segments(self, segments: dict, i: int, num_frames: int) -> dict:
         starts, ends = segments[F.SEGMENT_START_TIMES][i], segments[F.SEGMENT_END_TIMES][i]

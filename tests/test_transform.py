@@ -35,31 +35,22 @@ def test_frames_record_batch_holds_one_l2_normalised_frame_per_row():
     assert np.allclose(frames[4, :1024] / frames[4, :1024].std(), expected / expected.std(), atol=1e-5)
 
 
+def _preprocess(root, partition: str, output, *flags) -> dict:
+    """Run the job on the generated `partition` shards under `root/raw`."""
+    argv = ["--input", f"{root}/raw/{partition}*.tfrecord", "--output", str(output), "--num-classes", "8"]
+    return preprocess.run([*argv, *flags])
+
+
 @pytest.fixture(scope="module")
 def zscored(tmp_path_factory):
     root = tmp_path_factory.mktemp("zscore")
     for partition, seed in (("train", 21), ("validate", 22)):
-        generate(
-            str(root / "raw"),
-            SynthConfig(
-                videos=16, shards=1, classes=8, min_frames=4, max_frames=40, seed=seed, partition=partition
-            ),
-            progress=False,
+        config = SynthConfig(
+            videos=16, shards=1, classes=8, min_frames=4, max_frames=40, seed=seed, partition=partition
         )
-    train = preprocess.run(
-        [
-            "--input",
-            f"{root}/raw/train*.tfrecord",
-            "--output",
-            str(root / "train"),
-            "--num-classes",
-            "8",
-            "--view",
-            "every_n:3",
-            "--frame-dtype",
-            "float32",
-            "--zscore",
-        ]
+        generate(str(root / "raw"), config, progress=False)
+    train = _preprocess(
+        root, "train", root / "train", "--view", "every_n:3", "--frame-dtype", "float32", "--zscore"
     )
     return root, train
 
@@ -81,18 +72,7 @@ def test_analysis_equals_numpy_statistics_of_the_stored_frames(zscored):
 
 def test_validate_run_reuses_the_training_analysis(zscored):
     root, _ = zscored
-    summary = preprocess.run(
-        [
-            "--input",
-            f"{root}/raw/validate*.tfrecord",
-            "--output",
-            str(root / "validate"),
-            "--num-classes",
-            "8",
-            "--transform-from",
-            str(root / "train"),
-        ]
-    )
+    summary = _preprocess(root, "validate", root / "validate", "--transform-from", str(root / "train"))
     assert summary["normalization"] == {
         "chain": "dequantize -> concat rgb||audio -> l2 per frame -> z-score",
         "zscore": "reused",
@@ -110,34 +90,11 @@ def test_validate_run_reuses_the_training_analysis(zscored):
 def test_transform_from_a_dataset_without_analysis_is_refused(zscored, tmp_path):
     root, _ = zscored
     with pytest.raises(preprocess.UsageError, match="no analysis found"):
-        preprocess.run(
-            [
-                "--input",
-                f"{root}/raw/validate*.tfrecord",
-                "--output",
-                str(tmp_path / "v"),
-                "--num-classes",
-                "8",
-                "--transform-from",
-                str(tmp_path),
-            ]
-        )
+        _preprocess(root, "validate", tmp_path / "v", "--transform-from", str(tmp_path))
 
 
 def test_transform_from_the_output_itself_is_refused_before_deleting_it(zscored):
     root, _ = zscored
     with pytest.raises(preprocess.UsageError, match="cannot name the output"):
-        preprocess.run(
-            [
-                "--input",
-                f"{root}/raw/train*.tfrecord",
-                "--output",
-                str(root / "train"),
-                "--num-classes",
-                "8",
-                "--overwrite",
-                "--transform-from",
-                str(root / "train"),
-            ]
-        )
+        _preprocess(root, "train", root / "train", "--overwrite", "--transform-from", str(root / "train"))
     assert (root / "train" / "transform" / "transform_fn" / "saved_model.pb").exists()
