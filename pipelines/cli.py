@@ -7,6 +7,7 @@ instead of loading TensorFlow and Beam.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 SUBCOMMANDS = {
@@ -23,6 +24,9 @@ def usage() -> str:
 
 
 def main(argv=None) -> int:
+    # TensorFlow's C++ start-up notices (CPU features, missing CUDA) are noise to a
+    # command-line user; warnings and errors still show.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())

@@ -10,7 +10,6 @@ import apache_beam as beam
 import pyarrow as pa
 
 from pipelines.coders import VideoRow, row_nbytes
-from schemas import features as F
 from schemas.preprocessed import DatasetLayout
 
 PARQUET = "parquet"
@@ -81,7 +80,3 @@ class WriteTFRecord(beam.PTransform):
                 compression_type=compression,
             )
         )
-
-
-def dataset_id(row: dict) -> str:
-    return row[F.ID]
