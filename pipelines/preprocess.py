@@ -315,16 +315,21 @@ def build_pipeline(pipeline, args, layout: DatasetLayout, input_files: list) -> 
         written[write.TFRECORD] = rows | "WriteTFRecord" >> write.WriteTFRecord(
             output, layout, args.tfrecord_compression, args.num_shards
         )
-    all_failures | "WriteFailures" >> failures.WriteJsonLines(f"{output}/{ERRORS_DIR}/failures")
-    (
+    # Everything the manifest must wait for: it is written last, so a manifest means a
+    # complete dataset (a job that fails earlier leaves none).
+    completed = [all_failures | "WriteFailures" >> failures.WriteJsonLines(f"{output}/{ERRORS_DIR}/failures")]
+    completed.append(
         duplicates
         | "DescribeDuplicates" >> beam.Map(_duplicate_report, dropping=args.drop_duplicate_ids)
         | "WriteDuplicates" >> failures.WriteJsonLines(f"{output}/{ERRORS_DIR}/duplicate_ids")
     )
-
     if args.zscore:
-        rows | "AnalyzeNormalization" >> transform.AnalyzeFrameStatistics(
-            f"{output}/{transform.TRANSFORM_DIR}", args.transform_temp_dir, layout.teacher_view
+        completed.append(
+            rows
+            | "AnalyzeNormalization"
+            >> transform.AnalyzeFrameStatistics(
+                f"{output}/{transform.TRANSFORM_DIR}", args.transform_temp_dir, layout.teacher_view
+            )
         )
     stats = rows | "SummarizeDataset" >> beam.CombineGlobally(manifest.DatasetStatsFn(args.num_classes))
     # Counted on each side, not on their Flatten: flattening would carry every raw
@@ -362,8 +367,9 @@ def build_pipeline(pipeline, args, layout: DatasetLayout, input_files: list) -> 
     file_lists = {fmt: beam.pvalue.AsList(files) for fmt, files in written.items()}
 
     def write_manifest(
-        _, stats, whole_records, damaged_frames, failures_by_stage, duplicate_count, **outputs
+        _, stats, whole_records, damaged_frames, failures_by_stage, duplicate_count, completed, **outputs
     ):
+        del completed  # a side input only so that this step runs after every other write
         result = manifest.build_manifest(
             base,
             stats,
@@ -395,6 +401,7 @@ def build_pipeline(pipeline, args, layout: DatasetLayout, input_files: list) -> 
             damaged_frames=beam.pvalue.AsSingleton(damaged_count),
             failures_by_stage=beam.pvalue.AsSingleton(by_stage),
             duplicate_count=beam.pvalue.AsSingleton(duplicate_count),
+            completed=beam.pvalue.AsList(completed | "AllOtherOutputs" >> beam.Flatten()),
             **file_lists,
         )
     )
