@@ -15,7 +15,6 @@ from apache_beam.io.filesystems import FileSystems
 
 from schemas import features as F
 
-MANIFEST_NAME = "manifest.json"
 FRAME_HISTOGRAM_EDGES = [0, 30, 60, 90, 120, 150, 180, 210, 240, 270, 300, 301]
 
 

@@ -29,12 +29,20 @@ from pipelines.coders import VideoRow
 from pipelines.parse import INDEX_KEY, SOURCE_KEY, ParseConfig, RecordParser
 from schemas import features as F
 from schemas import raw
-from schemas.preprocessed import DatasetLayout
+from schemas.preprocessed import (
+    DATASET_ENTRIES,
+    ERRORS_DIR,
+    FORMATS,
+    MANIFEST_NAME,
+    PARQUET,
+    TFRECORD,
+    TRANSFORM_DIR,
+    DatasetLayout,
+)
 from schemas.quantization import FRAME_DTYPES
 from schemas.views import View
 
 _LOG = logging.getLogger(__name__)
-ERRORS_DIR = "errors"
 
 
 class UsageError(ValueError):
@@ -195,7 +203,7 @@ def _parse_args(argv):
     args, beam_args = parser.parse_known_args(argv)
     args.input = [p.strip() for group in args.input for p in group.split(",") if p.strip()]
     args.format = [f.strip() for f in args.format.split(",") if f.strip()]
-    unknown = sorted(set(args.format) - set(write.FORMATS))
+    unknown = sorted(set(args.format) - set(FORMATS))
     if not args.format or unknown:
         parser.error(f"--format takes parquet and/or tfrecord, got {','.join(args.format) or 'nothing'}")
     try:
@@ -211,10 +219,6 @@ def _parse_args(argv):
     return args, beam_args
 
 
-# What a dataset directory holds; `--overwrite` deletes these and nothing else.
-DATASET_ENTRIES = (manifest.MANIFEST_NAME, write.PARQUET, write.TFRECORD, ERRORS_DIR, transform.TRANSFORM_DIR)
-
-
 def _prepare_output(output: str, overwrite: bool) -> None:
     """Refuse a non-empty output; with `overwrite`, delete the old dataset's files only."""
     output = output.rstrip("/")
@@ -223,6 +227,7 @@ def _prepare_output(output: str, overwrite: bool) -> None:
         return
     if not overwrite:
         raise UsageError(f"{output} already holds files ({len(existing)}); pass --overwrite to replace them")
+    # `--overwrite` deletes the entries of a dataset directory and nothing else.
     foreign = [p for p in existing if p[len(output) + 1 :].split("/", 1)[0] not in DATASET_ENTRIES]
     if foreign:
         raise UsageError(
@@ -241,7 +246,7 @@ def _normalization_entry(args) -> dict:
         "chain": "dequantize -> concat rgb||audio -> l2 per frame"
         + (" -> z-score" if zscore != "none" else ""),
         "zscore": zscore,
-        "transform_dir": transform.TRANSFORM_DIR if zscore != "none" else None,
+        "transform_dir": TRANSFORM_DIR if zscore != "none" else None,
         "transform_from": args.transform_from,
     }
 
@@ -250,7 +255,7 @@ def _transform_source(source_dataset: str, output: str) -> str:
     """The analysis directory `--transform-from` names, checked before anything is deleted."""
     if source_dataset.rstrip("/") == output.rstrip("/"):
         raise UsageError("--transform-from cannot name the output directory it would replace")
-    source = f"{source_dataset.rstrip('/')}/{transform.TRANSFORM_DIR}"
+    source = f"{source_dataset.rstrip('/')}/{TRANSFORM_DIR}"
     saved_model = f"{source}/{transform.TRANSFORM_FN_DIR}/saved_model.pb"
     if not FileSystems.exists(saved_model):
         raise UsageError(f"--transform-from {source_dataset}: no analysis found ({saved_model} is missing)")
@@ -307,12 +312,12 @@ def build_pipeline(pipeline, args, layout: DatasetLayout, input_files: list) -> 
     all_failures = stage_failures | "AllFailures" >> beam.Flatten()
 
     written = {}
-    if write.PARQUET in args.format:
-        written[write.PARQUET] = rows | "WriteParquet" >> write.WriteParquet(
+    if PARQUET in args.format:
+        written[PARQUET] = rows | "WriteParquet" >> write.WriteParquet(
             output, layout, args.parquet_compression, int(args.parquet_row_group_mb * 2**20), args.num_shards
         )
-    if write.TFRECORD in args.format:
-        written[write.TFRECORD] = rows | "WriteTFRecord" >> write.WriteTFRecord(
+    if TFRECORD in args.format:
+        written[TFRECORD] = rows | "WriteTFRecord" >> write.WriteTFRecord(
             output, layout, args.tfrecord_compression, args.num_shards
         )
     # Everything the manifest must wait for: it is written last, so a manifest means a
@@ -328,7 +333,7 @@ def build_pipeline(pipeline, args, layout: DatasetLayout, input_files: list) -> 
             rows
             | "AnalyzeNormalization"
             >> transform.AnalyzeFrameStatistics(
-                f"{output}/{transform.TRANSFORM_DIR}", args.transform_temp_dir, layout.teacher_view
+                f"{output}/{TRANSFORM_DIR}", args.transform_temp_dir, layout.teacher_view
             )
         )
     stats = rows | "SummarizeDataset" >> beam.CombineGlobally(manifest.DatasetStatsFn(args.num_classes))
@@ -382,7 +387,7 @@ def build_pipeline(pipeline, args, layout: DatasetLayout, input_files: list) -> 
             },
             outputs,
         )
-        manifest.write_json(f"{output}/{manifest.MANIFEST_NAME}", result)
+        manifest.write_json(f"{output}/{MANIFEST_NAME}", result)
         if not result["balanced"]:
             raise RuntimeError(
                 f"record accounting does not balance: read {result['records_read']}, written "
@@ -420,7 +425,7 @@ def run(argv=None, test_pipeline=None) -> dict:
     transform_source = _transform_source(args.transform_from, args.output) if args.transform_from else None
     _prepare_output(args.output, args.overwrite)
     if transform_source:
-        FileSystems.copy([transform_source + "/"], [f"{args.output.rstrip('/')}/{transform.TRANSFORM_DIR}/"])
+        FileSystems.copy([transform_source + "/"], [f"{args.output.rstrip('/')}/{TRANSFORM_DIR}/"])
     temp_location = options.view_as(GoogleCloudOptions).temp_location
     args.transform_temp_dir = temp_location or tempfile.mkdtemp(prefix="fewframes-tft-")
     _LOG.info(
@@ -438,7 +443,7 @@ def run(argv=None, test_pipeline=None) -> dict:
     build_pipeline(pipeline, args, layout, input_files)
     result = pipeline.run()
     result.wait_until_finish()
-    summary = manifest.read_json(f"{args.output.rstrip('/')}/{manifest.MANIFEST_NAME}")
+    summary = manifest.read_json(f"{args.output.rstrip('/')}/{MANIFEST_NAME}")
     summary["counters"] = _counters(result)
     return summary
 

@@ -26,7 +26,6 @@ from schemas import features as F
 
 FRAME = "frame"  # rgb || audio of one frame, l2-normalised
 FRAME_DIM = sum(F.FEATURE_DIMS[f] for f in F.FRAME_FEATURES)
-TRANSFORM_DIR = "transform"
 TRANSFORM_FN_DIR = "transform_fn"
 L2_EPSILON = 1e-12  # as tf.nn.l2_normalize: x / sqrt(max(sum(x^2), epsilon))
 

@@ -10,17 +10,14 @@ import apache_beam as beam
 import pyarrow as pa
 
 from pipelines.coders import VideoRow, row_nbytes
-from schemas.preprocessed import DatasetLayout
+from schemas.preprocessed import PARQUET, SHARD_PREFIX, TFRECORD, DatasetLayout
 
-PARQUET = "parquet"
-TFRECORD = "tfrecord"
-FORMATS = (PARQUET, TFRECORD)
 PARQUET_CODECS = ("zstd", "snappy", "gzip", "none")
 TFRECORD_CODECS = ("none", "gzip")
 
 
 def shard_prefix(output: str, fmt: str) -> str:
-    return f"{output.rstrip('/')}/{fmt}/part"
+    return f"{output.rstrip('/')}/{fmt}/{SHARD_PREFIX}"
 
 
 class WriteParquet(beam.PTransform):

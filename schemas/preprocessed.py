@@ -30,6 +30,17 @@ from schemas import features as F
 from schemas.quantization import FRAME_DTYPES
 
 SCHEMA_VERSION = 1
+
+# A dataset directory: DIR/manifest.json, DIR/parquet/part-*.parquet,
+# DIR/tfrecord/part-*.tfrecord, DIR/errors/ (dead letters), DIR/transform/ (analysis).
+MANIFEST_NAME = "manifest.json"
+PARQUET = "parquet"
+TFRECORD = "tfrecord"
+FORMATS = (PARQUET, TFRECORD)
+ERRORS_DIR = "errors"
+TRANSFORM_DIR = "transform"
+SHARD_PREFIX = "part"
+DATASET_ENTRIES = (MANIFEST_NAME, PARQUET, TFRECORD, ERRORS_DIR, TRANSFORM_DIR)
 ARROW_METADATA_KEY = b"fewframes.layout"
 
 # Column roles: how a column is typed in each representation.

@@ -9,7 +9,7 @@ import pytest
 from pipelines import preprocess, transform
 from pipelines.synth import SynthConfig, generate
 from schemas import features as F
-from schemas.preprocessed import layout_from_arrow_schema
+from schemas.preprocessed import TRANSFORM_DIR, layout_from_arrow_schema
 
 
 def test_l2_normalize_gives_unit_rows_and_leaves_zero_rows_finite():
@@ -62,7 +62,7 @@ def test_analysis_equals_numpy_statistics_of_the_stored_frames(zscored):
     rows = layout_from_arrow_schema(table.schema).rows_from_table(table)
     frames = transform.l2_normalize(np.concatenate([transform.model_frames(r, False) for r in rows]))
     mean, std = frames.mean(axis=0), frames.std(axis=0)  # biased, as TFT
-    normalizer = transform.FrameNormalizer(str(root / "train" / transform.TRANSFORM_DIR))
+    normalizer = transform.FrameNormalizer(str(root / "train" / TRANSFORM_DIR))
     got_mean, got_std = normalizer.zscore_parameters()
     assert np.allclose(got_mean, mean, atol=1e-5) and np.allclose(got_std, std, rtol=1e-3)
     z = np.asarray(normalizer(frames[None]))[0]

@@ -17,9 +17,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas.preprocessed import FRAMES, INT, STRING, VECTOR, DatasetLayout
+from schemas.preprocessed import (
+    FRAMES,
+    INT,
+    MANIFEST_NAME,
+    PARQUET,
+    SHARD_PREFIX,
+    STRING,
+    TFRECORD,
+    VECTOR,
+    DatasetLayout,
+)
 
-MANIFEST_NAME = "manifest.json"
 LENGTH_SUFFIX = "_length"
 
 
@@ -34,7 +43,7 @@ def load_layout(dataset_dir: str) -> tuple[DatasetLayout, dict]:
 
 
 def dataset_files(dataset_dir: str, fmt: str) -> list[str]:
-    pattern = os.path.join(dataset_dir, fmt, "part-*")
+    pattern = os.path.join(dataset_dir, fmt, SHARD_PREFIX + "-*")
     files = sorted(glob.glob(pattern))
     if not files:
         raise ValueError(f"{dataset_dir} has no {fmt} files (looked for {pattern})")
@@ -65,7 +74,7 @@ def parquet_batches(dataset_dir: str, batch_size: int, columns=None, pad_to: int
             f"dataset has no column(s) {', '.join(unknown)}; it has {', '.join(layout.column_names)}"
         )
     selected = [c for c in layout.columns() if c.name in wanted]
-    for path in dataset_files(dataset_dir, "parquet"):
+    for path in dataset_files(dataset_dir, PARQUET):
         for record_batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=wanted):
             rows = layout.rows_from_table(pa.Table.from_batches([record_batch]), wanted)
             batch = {}
@@ -87,7 +96,7 @@ def tfrecord_dataset(dataset_dir: str, batch_size: int, pad_to: int | None = Non
     import tensorflow as tf
 
     layout, _ = load_layout(dataset_dir)
-    files = dataset_files(dataset_dir, "tfrecord")
+    files = dataset_files(dataset_dir, TFRECORD)
     compression = "GZIP" if files[0].endswith(".gz") else None
 
     def parse(serialized):
