@@ -85,7 +85,9 @@ class ParseAndValidate(beam.PTransform):
             | "BatchRecords"
             >> beam.BatchElements(min_batch_size=self._max_batch_size, max_batch_size=self._max_batch_size)
             | "ParseBatches"
-            >> beam.ParDo(_ParseBatches(self._config)).with_outputs(failures.FAILED, main="rows")
+            >> beam.ParDo(_ParseBatches(self._config))
+            .with_output_types(VideoRow)
+            .with_outputs(failures.FAILED, main="rows")
         )
 
 
@@ -426,8 +428,10 @@ def run(argv=None, test_pipeline=None) -> dict:
     _prepare_output(args.output, args.overwrite)
     if transform_source:
         FileSystems.copy([transform_source + "/"], [f"{args.output.rstrip('/')}/{TRANSFORM_DIR}/"])
-    temp_location = options.view_as(GoogleCloudOptions).temp_location
-    args.transform_temp_dir = temp_location or tempfile.mkdtemp(prefix="fewframes-tft-")
+    args.transform_temp_dir = None
+    if args.zscore:
+        temp_location = options.view_as(GoogleCloudOptions).temp_location
+        args.transform_temp_dir = temp_location or tempfile.mkdtemp(prefix="fewframes-tft-")
     _LOG.info(
         "preprocessing %d %s-level shards (%s) -> %s as %s, view %s, frames %s%s",
         len(input_files),
@@ -457,18 +461,19 @@ def _counters(result) -> dict:
 
 
 def format_summary(summary: dict, seconds: float) -> str:
+    duplicates = summary["duplicate_ids"]
+    if not duplicates["checked"]:
+        duplicate_text = "not checked"
+    else:
+        duplicate_text = str(duplicates["count"]) + (
+            " (later copies dropped)" if duplicates["dropped"] else ""
+        )
     failed_by = ", ".join(f"{k} {v}" for k, v in summary["failures_by_stage"].items()) or "none"
     lines = [
         f"preprocessed {summary['kind']}-level data in {seconds:.1f}s",
         f"  records: read {summary['records_read']}, written {summary['records_written']}, "
         f"failed {summary['records_failed']} ({failed_by}); balanced: {summary['balanced']}",
-        "  duplicate ids: "
-        + (
-            "not checked"
-            if not summary["duplicate_ids"]["checked"]
-            else f"{summary['duplicate_ids']['count']}"
-            + (" (later copies dropped)" if summary["duplicate_ids"]["dropped"] else "")
-        ),
+        f"  duplicate ids: {duplicate_text}",
         f"  bytes: in {summary['bytes_in']:,}, out {summary['bytes_out']:,}",
     ]
     if summary["kind"] == F.FRAME_LEVEL:
