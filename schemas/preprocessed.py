@@ -179,7 +179,7 @@ class DatasetLayout:
     def to_record_batch(self, rows: Sequence[dict]) -> pa.RecordBatch:
         """Columnar batch of processed videos, built from whole numpy arrays."""
         schema = self.arrow_schema()
-        arrays = [_arrow_column(c, rows, schema.field(c.name).type) for c in self.columns()]
+        arrays = [_arrow_column(c, rows, schema.field(c.name).type, self.frame_dtype) for c in self.columns()]
         return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
     def rows_from_table(self, table: pa.Table, columns: Sequence[str] | None = None) -> list[dict]:
@@ -269,7 +269,9 @@ def _offsets(lengths: Sequence[int]) -> np.ndarray:
     return offsets
 
 
-def _arrow_column(column: Column, rows: Sequence[dict], arrow_type: pa.DataType) -> pa.Array:
+def _arrow_column(
+    column: Column, rows: Sequence[dict], arrow_type: pa.DataType, frame_dtype: str
+) -> pa.Array:
     values = [row[column.name] for row in rows]
     if column.role == STRING:
         return pa.array(values, type=arrow_type)
@@ -291,14 +293,10 @@ def _arrow_column(column: Column, rows: Sequence[dict], arrow_type: pa.DataType)
         return pa.FixedSizeListArray.from_arrays(pa.array(flat), column.dim)
     item_type = arrow_type.value_type
     frames = [np.asarray(v).reshape(-1, column.dim) for v in values]
-    dtype = np.dtype(_frame_dtype_of(item_type, column.dim)).newbyteorder("<")
+    dtype = np.dtype(frame_dtype).newbyteorder("<")
     flat = np.ascontiguousarray(np.concatenate(frames) if frames else np.zeros((0, column.dim)), dtype=dtype)
     inner = pa.FixedSizeBinaryArray.from_buffers(item_type, len(flat), [None, pa.py_buffer(flat)])
     return pa.ListArray.from_arrays(pa.array(_offsets([len(f) for f in frames])), inner)
-
-
-def _frame_dtype_of(item_type: pa.DataType, dim: int) -> str:
-    return {1: "uint8", 2: "float16", 4: "float32"}[item_type.byte_width // dim]
 
 
 def _numpy_values(column: Column, array: pa.Array, frame_dtype: str) -> list:

@@ -11,8 +11,6 @@ context of a frame-level record.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import numpy as np
 
 from schemas import features as F
@@ -75,21 +73,6 @@ def detect_kind(serialized: bytes) -> str:
     )
 
 
-def _bytes(values: Iterable[bytes]):
-    tf = _tf()
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
-
-
-def _int64(values):
-    tf = _tf()
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
-
-
-def _float(values):
-    tf = _tf()
-    return tf.train.Feature(float_list=tf.train.FloatList(value=np.asarray(values, np.float32)))
-
-
 def frame_level_record(
     video_id: bytes,
     labels,
@@ -118,10 +101,10 @@ def frame_level_record(
 def video_level_record(video_id: bytes, labels, mean_rgb, mean_audio) -> bytes:
     """Serialize a video-level Example exactly as the released shards are."""
     tf = _tf()
-    feature = {
-        F.ID: _bytes([video_id]),
-        F.LABELS: _int64(labels),
-        F.MEAN_RGB: _float(mean_rgb),
-        F.MEAN_AUDIO: _float(mean_audio),
-    }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
+    record = tf.train.Example()
+    feature = record.features.feature
+    feature[F.ID].bytes_list.value.append(video_id)
+    feature[F.LABELS].int64_list.value.extend(int(v) for v in labels)
+    feature[F.MEAN_RGB].float_list.value.extend(np.asarray(mean_rgb, np.float32))
+    feature[F.MEAN_AUDIO].float_list.value.extend(np.asarray(mean_audio, np.float32))
+    return record.SerializeToString(deterministic=True)
