@@ -239,13 +239,24 @@ class DatasetLayout:
                 spec[c.name] = tf.io.FixedLenFeature([c.dim], tf.float32)
         return spec
 
-    def parse_tf_examples(self, serialized):
-        """Parse a batch of serialized Examples: frames come back as ragged [B, None, D]."""
+    def parse_tf_examples(self, serialized, columns: Sequence[str] | None = None):
+        """Parse a batch of serialized Examples: frames come back as ragged [B, None, D].
+
+        `columns` limits the parse (and the frame decoding) to the columns a reader needs.
+        """
         import tensorflow as tf
 
-        parsed = tf.io.parse_example(serialized, self.tf_feature_spec())
+        spec = self.tf_feature_spec()
+        if columns is not None:
+            unknown = sorted(set(columns) - set(spec))
+            if unknown:
+                raise ValueError(f"dataset has no column(s) {', '.join(unknown)}")
+            spec = {name: spec[name] for name in columns}
+        parsed = tf.io.parse_example(serialized, spec)
         dtype = tf.dtypes.as_dtype(self.frame_dtype)
         for c in self.frame_columns():
+            if c.name not in spec:
+                continue
             # Videos differ in length, so decode the batch's byte strings joined once.
             encoded = parsed[c.name]
             flat = tf.io.decode_raw(tf.strings.reduce_join(encoded), dtype, little_endian=True)

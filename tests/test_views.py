@@ -66,3 +66,49 @@ def test_random_view_is_sorted_distinct_and_needs_a_generator():
     assert not view.is_deterministic
     with pytest.raises(ValueError, match="random generator"):
         view.frame_indices(100)
+
+
+@pytest.mark.parametrize("text", ["every_n:10", "every_n:7", "every_n:1", "uniform:6", "uniform:30", "all"])
+def test_tensorflow_view_gather_equals_the_numpy_rules(text):
+    import tensorflow as tf
+
+    view = View.parse(text)
+    lengths = np.array([0, 1, 5, 6, 7, 29, 30, 31, 299, 300, 301, 500])
+    rng = np.random.default_rng(3)
+    frames = rng.normal(size=(len(lengths), 300, 2)).astype(np.float32)
+    for b, n in enumerate(lengths):
+        frames[b, min(n, 300) :] = 0
+    expected, expected_counts = view.gather_padded(frames, lengths)
+    got, counts = view.gather_padded_tf(tf.constant(frames), tf.constant(lengths))
+    np.testing.assert_array_equal(counts.numpy(), expected_counts)
+    np.testing.assert_array_equal(got.numpy(), expected)
+    for b, n in enumerate(lengths):  # and the numpy gather is the indices' frames
+        np.testing.assert_array_equal(expected[b, : expected_counts[b]], frames[b, view.frame_indices(n)])
+
+
+def test_tensorflow_view_gathers_byte_strings_before_decoding():
+    import tensorflow as tf
+
+    strings = tf.constant([[f"f{i}".encode() for i in range(20)]] * 2)
+    kept, counts = View.parse("every_n:7").gather_padded_tf(strings, tf.constant([20, 3]))
+    assert counts.numpy().tolist() == [3, 1]
+    assert kept.numpy()[0, :4].tolist() == [b"f0", b"f7", b"f14", b""]
+    assert kept.numpy()[1, :2].tolist() == [b"f0", b""]
+
+
+def test_tensorflow_random_view_is_distinct_sorted_and_seeded():
+    import tensorflow as tf
+
+    view = View.parse("random:6")
+    frames = np.tile(np.arange(300, dtype=np.float32)[None, :, None], (4, 1, 1))
+    lengths = tf.constant([3, 6, 50, 300])
+    a, counts = view.gather_padded_tf(frames, lengths, seed=tf.constant([1, 2]))
+    b, _ = view.gather_padded_tf(frames, lengths, seed=tf.constant([1, 2]))
+    c, _ = view.gather_padded_tf(frames, lengths, seed=tf.constant([1, 3]))
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert not np.array_equal(a.numpy(), c.numpy())
+    assert counts.numpy().tolist() == [3, 6, 6, 6]
+    for row, n, count in zip(a.numpy()[..., 0], [3, 6, 50, 300], counts.numpy(), strict=True):
+        kept = row[:count]
+        assert (np.diff(kept) > 0).all() and kept.max() < n
+    assert view.serving_view == View.parse("uniform:6")

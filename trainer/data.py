@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 
 import numpy as np
 import pyarrow as pa
@@ -34,17 +33,25 @@ LENGTH_SUFFIX = "_length"
 
 def load_layout(dataset_dir: str) -> tuple[DatasetLayout, dict]:
     """The dataset's layout and manifest; a clear error when it is not a dataset."""
-    path = os.path.join(dataset_dir, MANIFEST_NAME)
-    if not os.path.exists(path):
+    from trainer import storage
+
+    path = storage.join(dataset_dir, MANIFEST_NAME)
+    if not storage.exists(path):
         raise ValueError(f"{dataset_dir} is not a fewframes dataset (no {MANIFEST_NAME})")
-    with open(path) as f:
-        manifest = json.load(f)
+    manifest = json.loads(storage.read_text(path))
     return DatasetLayout.from_dict(manifest["schema"]), manifest
 
 
 def dataset_files(dataset_dir: str, fmt: str) -> list[str]:
-    pattern = os.path.join(dataset_dir, fmt, SHARD_PREFIX + "-*")
-    files = sorted(glob.glob(pattern))
+    from trainer import storage
+
+    pattern = storage.join(dataset_dir, fmt, SHARD_PREFIX + "-*")
+    if storage.is_remote(pattern):
+        import tensorflow as tf
+
+        files = sorted(tf.io.gfile.glob(pattern))
+    else:
+        files = sorted(glob.glob(pattern))
     if not files:
         raise ValueError(f"{dataset_dir} has no {fmt} files (looked for {pattern})")
     return files
@@ -60,7 +67,9 @@ def pad_frames(videos: list[np.ndarray], dim: int, dtype, pad_to: int | None = N
     return out, np.minimum(lengths, width)
 
 
-def parquet_batches(dataset_dir: str, batch_size: int, columns=None, pad_to: int | None = None):
+def parquet_batches(
+    dataset_dir: str, batch_size: int, columns=None, pad_to: int | None = None, files: list[str] | None = None
+):
     """Yield batches (dicts of numpy arrays) of a dataset's Parquet files, in file order.
 
     Variable-length integer/float lists (labels, frame_index, segments) stay a list of
@@ -74,7 +83,7 @@ def parquet_batches(dataset_dir: str, batch_size: int, columns=None, pad_to: int
             f"dataset has no column(s) {', '.join(unknown)}; it has {', '.join(layout.column_names)}"
         )
     selected = [c for c in layout.columns() if c.name in wanted]
-    for path in dataset_files(dataset_dir, PARQUET):
+    for path in files if files is not None else dataset_files(dataset_dir, PARQUET):
         for record_batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=wanted):
             rows = layout.rows_from_table(pa.Table.from_batches([record_batch]), wanted)
             batch = {}

@@ -1,0 +1,372 @@
+"""Training and evaluation batches from preprocessed datasets.
+
+A batch is `(x, y)`: `x` holds `teacher_frames` `[B, 300, D]` / `teacher_mask` (the
+full view) and/or `student_frames` `[B, K, D]` / `student_mask` (the student's view,
+K = the view's most frames), `y` the multi-hot labels `[B, C]`. Frames are the
+dataset's dequantized values with the selected features concatenated (rgb, then
+audio); the rest of the normalization chain runs inside the model
+(`trainer.normalization`). Video-level datasets give one "frame" per video.
+
+Two readers build the same batches: tf.data over TFRecord and pyarrow -> numpy over
+Parquet (no TensorFlow). Distillation and teacher modes read the full view and cut the
+student's view here with `schemas.views.View`, the type the preprocessing used.
+
+Order is a pure function of (seed, epoch): shard order and the shuffle buffer are
+seeded per epoch, so a resumed run can skip the batches an epoch already trained on
+and continue with exactly the data it would have seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from schemas import features as F
+from schemas.preprocessed import PARQUET, TFRECORD, DatasetLayout
+from schemas.quantization import BIAS, SCALE
+from schemas.views import ALL, View
+from trainer.config import PARALLEL, SERIAL, STUDENT, TEACHER
+from trainer.data import LENGTH_SUFFIX, dataset_files, load_layout, parquet_batches
+from trainer.labels import LabelSpace
+
+TEACHER_FRAMES, TEACHER_MASK = "teacher_frames", "teacher_mask"
+STUDENT_FRAMES, STUDENT_MASK = "student_frames", "student_mask"
+FULL_VIEW = View(ALL)
+
+
+class InputMismatch(ValueError):
+    """A dataset cannot feed the requested training (missing view, other classes, ...)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class InputPlan:
+    """What a reader must produce from one dataset, checked against its layout."""
+
+    dataset_dir: str
+    layout: DatasetLayout
+    num_videos: int
+    features: tuple[str, ...]
+    label_space: LabelSpace
+    teacher: bool  # produce the full view
+    student_view: View | None  # produce this view
+    student_from_full: bool  # cut it from the full view (else: the stored view)
+
+    @property
+    def video_level(self) -> bool:
+        return self.layout.kind == F.VIDEO_LEVEL
+
+    def frame_sources(self, full: bool) -> list[str]:
+        if self.video_level:
+            return [F.MEAN_FEATURE_OF[f] for f in self.features]
+        return [F.full_view_column(f) if full else f for f in self.features]
+
+    def columns(self) -> list[str]:
+        columns = [F.ID, F.LABELS]
+        if self.video_level:
+            return columns + self.frame_sources(full=False)
+        if self.teacher or self.student_from_full:
+            columns += self.frame_sources(full=True)
+        if self.student_view is not None and not self.student_from_full:
+            columns += self.frame_sources(full=False)
+        return columns
+
+
+def plan_inputs(
+    dataset_dir: str,
+    mode: str,
+    view: View,
+    features: tuple[str, ...],
+    label_space: LabelSpace,
+    role: str = "train",
+) -> InputPlan:
+    """Check that a dataset can feed `mode` and say how; `InputMismatch` names what is wrong."""
+    layout, manifest = load_layout(dataset_dir)
+    where = f"{role} dataset {dataset_dir}"
+    if manifest.get("num_classes") != label_space.num_entities:
+        raise InputMismatch(
+            f"{where} has {manifest.get('num_classes')} classes; this run expects {label_space.num_entities}"
+        )
+    teacher = mode in (TEACHER, PARALLEL, SERIAL)
+    student = mode != TEACHER
+    if layout.kind == F.VIDEO_LEVEL:
+        if mode not in (TEACHER, STUDENT):
+            raise InputMismatch(f"{where} is video level: only --mode teacher or student apply (no frames)")
+        return InputPlan(
+            dataset_dir,
+            layout,
+            manifest["videos"],
+            features,
+            label_space,
+            teacher=teacher,
+            student_view=FULL_VIEW if student else None,
+            student_from_full=False,
+        )
+    stored_view = View.parse(layout.view) if layout.view else None
+    if teacher and not layout.teacher_view:
+        raise InputMismatch(
+            f"{where} has no full view (preprocess with --teacher-view): --mode {mode} needs every frame "
+            "for the teacher"
+        )
+    student_view, from_full = None, False
+    if student:
+        student_view = view
+        # Cut from the full view when it is read anyway (for the teacher), when the stored
+        # view is another one, and for random views (new frames every epoch).
+        if teacher or view != stored_view or not view.is_deterministic:
+            if not layout.teacher_view:
+                raise InputMismatch(
+                    f"{where} stores view {stored_view} and no full view; --view {view} needs a dataset "
+                    f"preprocessed with --view {view} or with --teacher-view"
+                )
+            from_full = True
+    return InputPlan(
+        dataset_dir,
+        layout,
+        manifest["videos"],
+        tuple(features),
+        label_space,
+        teacher=teacher,
+        student_view=student_view,
+        student_from_full=from_full,
+    )
+
+
+def steps_per_epoch(plan: InputPlan, batch_size: int) -> int:
+    return max(1, plan.num_videos // batch_size)
+
+
+def resolve_format(dataset_dir: str, requested: str, backend: str) -> str:
+    """auto: TFRecord under TensorFlow when present, else Parquet."""
+    layout, manifest = load_layout(dataset_dir)
+    available = manifest.get("formats", [])
+    if requested != "auto":
+        if requested not in available:
+            raise InputMismatch(f"{dataset_dir} has no {requested} files (it has {', '.join(available)})")
+        return requested
+    if backend == "tensorflow" and TFRECORD in available:
+        return TFRECORD
+    if PARQUET in available:
+        return PARQUET
+    if TFRECORD in available:
+        raise InputMismatch(f"{dataset_dir} has only TFRecord files, which need the TensorFlow backend")
+    raise InputMismatch(f"{dataset_dir} has no dataset files")
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7_919) % (2**31 - 1)
+
+
+def _ordered_files(plan: InputPlan, fmt: str, shuffle: bool, seed: int, epoch: int) -> list[str]:
+    files = dataset_files(plan.dataset_dir, fmt)
+    if shuffle:
+        files = [files[i] for i in np.random.default_rng(_epoch_seed(seed, epoch)).permutation(len(files))]
+    return files
+
+
+# ----- numpy (Parquet) ------------------------------------------------------------------
+def _dequantized(frames: np.ndarray) -> np.ndarray:
+    if frames.dtype == np.uint8:
+        return frames.astype(np.float32) * SCALE + BIAS
+    return frames
+
+
+def assemble_numpy(plan: InputPlan, columns: dict, rng: np.random.Generator | None):
+    """Raw columns of a batch (padded frames + lengths) -> `(x, y)` numpy batch."""
+    x = {}
+    if plan.video_level:
+        frames = np.concatenate([np.asarray(columns[c], np.float32) for c in plan.frame_sources(False)], -1)
+        frames, mask = frames[:, None, :], np.ones((len(frames), 1), np.float32)
+        if plan.teacher:
+            x[TEACHER_FRAMES], x[TEACHER_MASK] = frames, mask
+        if plan.student_view is not None:
+            x[STUDENT_FRAMES], x[STUDENT_MASK] = frames, mask
+        return x, plan.label_space.multi_hot(columns[F.LABELS])
+
+    def joined(full: bool):
+        names = plan.frame_sources(full)
+        frames = np.concatenate([_dequantized(columns[n]) for n in names], axis=-1)
+        return frames, columns[names[0] + LENGTH_SUFFIX]
+
+    if plan.teacher or plan.student_from_full:
+        full, full_lengths = joined(True)
+        if plan.teacher:
+            x[TEACHER_FRAMES], x[TEACHER_MASK] = full, _mask(full_lengths, full.shape[1])
+    if plan.student_view is not None:
+        if plan.student_from_full:
+            frames, lengths = plan.student_view.gather_padded(full, full_lengths, rng)
+        else:
+            frames, lengths = joined(False)
+        x[STUDENT_FRAMES], x[STUDENT_MASK] = frames, _mask(lengths, frames.shape[1])
+    return x, plan.label_space.multi_hot(columns[F.LABELS])
+
+
+def _mask(lengths, width: int) -> np.ndarray:
+    return (np.arange(width)[None, :] < np.asarray(lengths)[:, None]).astype(np.float32)
+
+
+def numpy_batches(
+    plan: InputPlan,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+    epoch: int = 0,
+    skip_batches: int = 0,
+    shuffle_buffer: int = 1024,
+    drop_remainder: bool = False,
+    with_ids: bool = False,
+):
+    """Yield `(x, y)` numpy batches read from Parquet (pyarrow only, no TensorFlow)."""
+    files = _ordered_files(plan, PARQUET, shuffle, seed, epoch)
+    rng = np.random.default_rng(_epoch_seed(seed, epoch) + 1)
+    view_rng = np.random.default_rng(_epoch_seed(seed, epoch) + 2)
+    full_width = F.MAX_FRAMES
+
+    def rows():
+        for path in files:
+            for batch in parquet_batches(plan.dataset_dir, 256, columns=plan.columns(), files=[path]):
+                count = len(batch[F.ID])
+                for i in range(count):
+                    yield {k: v[i] for k, v in batch.items()}
+
+    def shuffled(source):
+        if not shuffle:
+            yield from source
+            return
+        buffer = []
+        for row in source:
+            if len(buffer) < shuffle_buffer:
+                buffer.append(row)
+                continue
+            j = int(rng.integers(len(buffer)))
+            yield buffer[j]
+            buffer[j] = row
+        for j in rng.permutation(len(buffer)):
+            yield buffer[j]
+
+    batch_index = 0
+    pending = []
+    for row in shuffled(rows()):
+        pending.append(row)
+        if len(pending) == batch_size:
+            if batch_index >= skip_batches:
+                yield _numpy_batch(plan, pending, full_width, view_rng, with_ids)
+            batch_index += 1
+            pending = []
+    if pending and not drop_remainder and batch_index >= skip_batches:
+        yield _numpy_batch(plan, pending, full_width, view_rng, with_ids)
+
+
+def _numpy_batch(plan: InputPlan, rows: list[dict], full_width: int, rng, with_ids: bool):
+    from trainer.data import pad_frames
+
+    columns = {F.ID: [r[F.ID] for r in rows], F.LABELS: [r[F.LABELS] for r in rows]}
+    for name in plan.columns()[2:]:
+        if plan.video_level:
+            columns[name] = np.stack([r[name] for r in rows])
+            continue
+        width = full_width if name.startswith(F.FULL_VIEW_PREFIX) else plan.student_view.max_selected
+        videos = [r[name][: r[name + LENGTH_SUFFIX]] for r in rows]
+        columns[name], columns[name + LENGTH_SUFFIX] = pad_frames(
+            videos, videos[0].shape[-1] if videos[0].ndim == 2 else 1, videos[0].dtype, width
+        )
+    x, y = assemble_numpy(plan, columns, rng)
+    if with_ids:
+        x[F.ID] = np.asarray(columns[F.ID])
+    return x, y
+
+
+# ----- tf.data (TFRecord) ---------------------------------------------------------------
+def tf_dataset(
+    plan: InputPlan,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+    epoch: int = 0,
+    skip_batches: int = 0,
+    shuffle_buffer: int = 1024,
+    drop_remainder: bool = False,
+    with_ids: bool = False,
+):
+    """The same batches as `numpy_batches` (up to random views), as a tf.data pipeline."""
+    import tensorflow as tf
+
+    files = _ordered_files(plan, TFRECORD, shuffle, seed, epoch)
+    compression = "GZIP" if files[0].endswith(".gz") else None
+    dataset = tf.data.TFRecordDataset(files, compression_type=compression)
+    if shuffle:
+        dataset = dataset.shuffle(
+            shuffle_buffer, seed=_epoch_seed(seed, epoch), reshuffle_each_iteration=False
+        )
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder).enumerate()
+    if skip_batches:
+        dataset = dataset.skip(skip_batches)  # before parsing: skipped batches cost a read only
+    columns = plan.columns()
+    view_seed = _epoch_seed(seed, epoch)
+
+    def build(index, serialized):
+        parsed = plan.layout.parse_tf_examples(serialized, columns)
+        x = assemble_tf(plan, parsed, tf.stack([tf.constant(view_seed, tf.int64), index]))
+        if with_ids:
+            x[0][F.ID] = parsed[F.ID]
+        return x
+
+    options = tf.data.Options()
+    options.deterministic = True
+    return (
+        dataset.map(build, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+        .with_options(options)
+    )
+
+
+def assemble_tf(plan: InputPlan, parsed: dict, view_seed):
+    """TensorFlow twin of `assemble_numpy` over `parse_tf_examples` output."""
+    import tensorflow as tf
+
+    x = {}
+    labels = plan.label_space.multi_hot_tf(parsed[F.LABELS])
+    if plan.video_level:
+        frames = tf.concat([parsed[c] for c in plan.frame_sources(False)], axis=-1)[:, None, :]
+        mask = tf.ones(tf.shape(frames)[:2], tf.float32)
+        if plan.teacher:
+            x[TEACHER_FRAMES], x[TEACHER_MASK] = frames, mask
+        if plan.student_view is not None:
+            x[STUDENT_FRAMES], x[STUDENT_MASK] = frames, mask
+        return x, labels
+
+    def joined(full: bool, width: int):
+        ragged = [parsed[n] for n in plan.frame_sources(full)]
+        lengths = tf.cast(ragged[0].row_lengths(), tf.int32)
+        dense = [r.to_tensor(shape=[None, width, r.shape[-1]]) for r in ragged]
+        if dense[0].dtype == tf.uint8:
+            dense = [tf.cast(d, tf.float32) * SCALE + BIAS for d in dense]
+        return tf.concat(dense, axis=-1), lengths
+
+    if plan.teacher or plan.student_from_full:
+        full, full_lengths = joined(True, F.MAX_FRAMES)
+        if plan.teacher:
+            x[TEACHER_FRAMES], x[TEACHER_MASK] = full, _mask_tf(full_lengths, F.MAX_FRAMES)
+    if plan.student_view is not None:
+        view = plan.student_view
+        if plan.student_from_full:
+            frames, lengths = view.gather_padded_tf(full, full_lengths, seed=view_seed)
+        else:
+            frames, lengths = joined(False, view.max_selected)
+        x[STUDENT_FRAMES], x[STUDENT_MASK] = frames, _mask_tf(lengths, view.max_selected)
+    return x, labels
+
+
+def _mask_tf(lengths, width: int):
+    import tensorflow as tf
+
+    return tf.sequence_mask(lengths, width, dtype=tf.float32)
+
+
+def batches(plan: InputPlan, fmt: str, batch_size: int, **kwargs):
+    """`tf_dataset` or `numpy_batches` by format."""
+    if fmt == TFRECORD:
+        return tf_dataset(plan, batch_size, **kwargs)
+    return numpy_batches(plan, batch_size, **kwargs)
