@@ -13,6 +13,7 @@ import sys
 SUBCOMMANDS = {
     "synth": ("pipelines.synth", "write synthetic YouTube-8M-format shards (frame or video level)"),
     "preprocess": ("pipelines.preprocess", "Beam job: raw shards -> compact Parquet/TFRecord dataset"),
+    "train": ("trainer.task", "train a teacher and/or a few-frame student; export a SavedModel"),
 }
 
 

@@ -29,20 +29,50 @@ def random_frames(rng: np.random.Generator, num_frames: int) -> tuple[np.ndarray
     )
 
 
-def make_dataset(root: pathlib.Path, *, videos=40, classes=8, seed=5, frames=(5, 60), view="every_n:4",
-                 teacher_view=True, kind="frame", partition="train", extra=()) -> pathlib.Path:
+def make_dataset(
+    root: pathlib.Path,
+    *,
+    videos=40,
+    classes=8,
+    seed=5,
+    frames=(5, 60),
+    view="every_n:4",
+    teacher_view=True,
+    kind="frame",
+    partition="train",
+    extra=(),
+) -> pathlib.Path:
     """Synthetic shards -> a preprocessed dataset (Parquet + TFRecord) under `root`."""
     from pipelines import preprocess
     from pipelines.synth import SynthConfig, generate
 
     generate(
         str(root / "raw"),
-        SynthConfig(kind=kind, videos=videos, shards=2, classes=classes, min_frames=frames[0],
-                    max_frames=frames[1], seed=seed, partition=partition),
+        SynthConfig(
+            kind=kind,
+            videos=videos,
+            shards=2,
+            classes=classes,
+            min_frames=frames[0],
+            max_frames=frames[1],
+            seed=seed,
+            partition=partition,
+        ),
         progress=False,
     )
-    argv = ["--input", f"{root}/raw/{partition}*.tfrecord", "--output", str(root / "ds"),
-            "--num-classes", str(classes), "--format", "parquet,tfrecord", "--num-shards", "2", *extra]
+    argv = [
+        "--input",
+        f"{root}/raw/{partition}*.tfrecord",
+        "--output",
+        str(root / "ds"),
+        "--num-classes",
+        str(classes),
+        "--format",
+        "parquet,tfrecord",
+        "--num-shards",
+        "2",
+        *extra,
+    ]
     if kind == "frame":
         argv += ["--view", view] + (["--teacher-view"] if teacher_view else [])
     preprocess.run(argv)

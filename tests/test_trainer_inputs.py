@@ -22,7 +22,8 @@ def _collect(batches):
 
 
 @pytest.mark.parametrize(
-    "mode,view", [(TEACHER, "every_n:4"), (PARALLEL, "every_n:3"), (STUDENT, "every_n:4"), (SERIAL, "uniform:5")]
+    "mode,view",
+    [(TEACHER, "every_n:4"), (PARALLEL, "every_n:3"), (STUDENT, "every_n:4"), (SERIAL, "uniform:5")],
 )
 def test_tfrecord_and_parquet_readers_give_identical_batches(tiny_frame_dataset, mode, view):
     plan = I.plan_inputs(str(tiny_frame_dataset), mode, View.parse(view), F.FRAME_FEATURES, LABELS)
@@ -42,7 +43,9 @@ def test_tfrecord_and_parquet_readers_give_identical_batches(tiny_frame_dataset,
 
 def test_student_view_cut_from_the_full_view_equals_the_stored_view(tiny_frame_dataset):
     cut = I.plan_inputs(str(tiny_frame_dataset), PARALLEL, View.parse("every_n:4"), F.FRAME_FEATURES, LABELS)
-    stored = I.plan_inputs(str(tiny_frame_dataset), STUDENT, View.parse("every_n:4"), F.FRAME_FEATURES, LABELS)
+    stored = I.plan_inputs(
+        str(tiny_frame_dataset), STUDENT, View.parse("every_n:4"), F.FRAME_FEATURES, LABELS
+    )
     assert cut.student_from_full and not stored.student_from_full
     cut_x, _ = _collect(I.numpy_batches(cut, 16))
     stored_x, _ = _collect(I.numpy_batches(stored, 16))
@@ -64,6 +67,7 @@ def test_same_seed_and_epoch_give_the_same_order_and_skip_resumes_it(tiny_frame_
     plan = I.plan_inputs(str(tiny_frame_dataset), STUDENT, View.parse("every_n:4"), F.FRAME_FEATURES, LABELS)
     for reader in (I.tf_dataset, I.numpy_batches):
         kwargs = dict(shuffle=True, seed=3, shuffle_buffer=16, drop_remainder=True, with_ids=True)
+
         def ids(**more):
             return [np.asarray(x[F.ID]).tolist() for x, _ in reader(plan, 8, **kwargs, **more)]  # noqa: B023
 
@@ -82,8 +86,13 @@ def test_mismatches_are_refused_with_the_reason(tmp_path, tiny_frame_dataset):
     with pytest.raises(I.InputMismatch, match="stores view every_n:4 and no full view"):
         I.plan_inputs(str(compact), STUDENT, View.parse("every_n:10"), F.FRAME_FEATURES, LABELS)
     with pytest.raises(I.InputMismatch, match="has 8 classes; this run expects 20"):
-        I.plan_inputs(str(compact), STUDENT, View.parse("every_n:4"), F.FRAME_FEATURES,
-                      LabelSpace.build(ENTITIES, 20, None))
+        I.plan_inputs(
+            str(compact),
+            STUDENT,
+            View.parse("every_n:4"),
+            F.FRAME_FEATURES,
+            LabelSpace.build(ENTITIES, 20, None),
+        )
     with pytest.raises(ValueError, match="not a fewframes dataset"):
         I.plan_inputs(str(tmp_path), STUDENT, View.parse("every_n:4"), F.FRAME_FEATURES, LABELS)
 
