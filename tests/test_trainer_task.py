@@ -1,0 +1,184 @@
+"""`fewframes train` end to end on generated data: modes, resume, export, parity."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO_ROOT
+from trainer import task
+from trainer.checkpoints import STATE_NAME
+
+SMALL = ["--batch-size", "8", "--verbose", "0"]
+
+
+def _train(argv):
+    args = task.build_parser().parse_args(argv)
+    config, checkpoint_dir = task.config_from_args(args, {})
+    return task.train(config, checkpoint_dir, verbose=0)
+
+
+def _weights(path):
+    import h5py
+
+    out = {}
+    with h5py.File(path) as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if hasattr(obj, "shape") else None)
+    return out
+
+
+def _command(dataset, job_dir, *extra):
+    return [
+        "--train", str(dataset), "--job-dir", str(job_dir), "--view", "every_n:4", *SMALL, *extra,
+    ]  # fmt: skip
+
+
+# ----- modes ----------------------------------------------------------------------------
+def test_parallel_mode_never_updates_the_teacher_from_the_students_losses(tmp_path, tiny_frame_dataset):
+    common = ["--teacher", "dbof-small", "--epochs", "1", "--max-steps-per-epoch", "3", "--seed", "4"]
+    _train(_command(tiny_frame_dataset, tmp_path / "t", "--mode", "teacher", *common))
+    _train(_command(tiny_frame_dataset, tmp_path / "p", "--mode", "parallel", "--student", "mean-moe-small",
+                    *common))  # fmt: skip
+    alone = _weights(tmp_path / "t" / "weights" / "teacher.weights.h5")
+    parallel = _weights(tmp_path / "p" / "weights" / "teacher.weights.h5")
+    assert alone.keys() == parallel.keys() and len(alone) > 2
+    initial = None
+    for name in alone:
+        np.testing.assert_allclose(parallel[name], alone[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    # ... and the teacher did train: three steps moved it away from its initial weights.
+    _train(_command(tiny_frame_dataset, tmp_path / "t0", "--mode", "teacher", *common[:-4],
+                    "--max-steps-per-epoch", "1", "--learning-rate", "0", "--seed", "4"))  # fmt: skip
+    initial = _weights(tmp_path / "t0" / "weights" / "teacher.weights.h5")
+    assert any(not np.allclose(initial[n], alone[n]) for n in alone)
+
+
+def test_serial_mode_rebuilds_and_freezes_the_teacher(tmp_path, tiny_frame_dataset):
+    _train(_command(tiny_frame_dataset, tmp_path / "t", "--mode", "teacher", "--teacher", "dbof-small",
+                    "--epochs", "1"))  # fmt: skip
+    summary = _train(_command(tiny_frame_dataset, tmp_path / "s", "--mode", "serial", "--student",
+                              "mean-moe-small", "--teacher-dir", str(tmp_path / "t"), "--epochs", "1"))  # fmt: skip
+    assert summary["outcome"] == "completed"
+    assert {"student_ce", "rep", "pred"} <= set(summary["metrics"])
+    assert not (tmp_path / "s" / "weights" / "teacher.weights.h5").exists()
+    assert (tmp_path / "s" / "export" / "saved_model.pb").exists()
+
+
+def test_serial_mode_refuses_a_teacher_of_other_features(tmp_path, tiny_frame_dataset):
+    _train(_command(tiny_frame_dataset, tmp_path / "t", "--mode", "teacher", "--teacher", "mean-moe-small",
+                    "--epochs", "1", "--features", "rgb"))  # fmt: skip
+    with pytest.raises(task.UsageError, match="features"):
+        _train(_command(tiny_frame_dataset, tmp_path / "s", "--mode", "serial", "--student", "mean-moe-small",
+                        "--teacher-dir", str(tmp_path / "t")))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--mode", "teacher"], "needs --teacher"),
+        (["--mode", "serial", "--student", "mean-moe-small"], "needs --teacher-dir"),
+        (["--mode", "student", "--student", "no-such-model"], "no-such-model"),
+        (["--mode", "student", "--student", "mean-moe-small", "--features", "rgb,depth"], "--features"),
+        (["--mode", "student", "--student", "mean-moe-small", "--label-space", "verticals"], "--vocabulary"),
+    ],
+)
+def test_command_line_mistakes_are_one_line_errors(tmp_path, tiny_frame_dataset, argv, message, capsys):
+    code = task.main(["--train", str(tiny_frame_dataset), "--job-dir", str(tmp_path / "j"), *argv])
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_job_dir_holding_another_run_is_refused(tmp_path, tiny_frame_dataset):
+    base = _command(tiny_frame_dataset, tmp_path / "j", "--mode", "student", "--student", "mean-moe-small",
+                    "--epochs", "1")  # fmt: skip
+    _train(base)
+    with pytest.raises(task.UsageError, match="other settings.*learning_rate"):
+        _train(base + ["--learning-rate", "0.5"])
+
+
+def test_vertex_ai_environment_supplies_the_job_and_checkpoint_dirs():
+    assert task.job_dirs(None, {"AIP_MODEL_DIR": "gs://b/model", "AIP_CHECKPOINT_DIR": "gs://b/ckpt"}) == (
+        "gs://b/model",
+        "gs://b/ckpt",
+    )
+    assert task.job_dirs("/tmp/j", {}) == ("/tmp/j", os.path.join("/tmp/j", "checkpoints"))
+    with pytest.raises(task.UsageError, match="--job-dir"):
+        task.job_dirs(None, {})
+
+
+def test_tf_config_roles():
+    assert task.cluster_role({}) == (True, 1)
+    cluster = {"chief": ["a:1"], "worker": ["b:1", "c:1"]}
+    chief = json.dumps({"cluster": cluster, "task": {"type": "chief", "index": 0}})
+    worker = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}})
+    assert task.cluster_role({"TF_CONFIG": chief}) == (True, 3)
+    assert task.cluster_role({"TF_CONFIG": worker}) == (False, 3)
+    no_chief = json.dumps({"cluster": {"worker": ["b:1", "c:1"]}, "task": {"type": "worker", "index": 0}})
+    assert task.cluster_role({"TF_CONFIG": no_chief}) == (True, 2)
+
+
+# ----- preemption -----------------------------------------------------------------------
+def _spawn(argv, log):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "trainer.task", *argv], cwd=REPO_ROOT, env=env,
+                            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+
+
+def _wait_for_step(state_path, step, process, timeout=240):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if state_path.exists():
+            state = json.loads(state_path.read_text())
+            if state["global_step"] >= step:
+                return state
+        assert process.poll() is None, "training ended before it could be interrupted"
+        time.sleep(0.02)
+    raise AssertionError("no checkpoint appeared")
+
+
+@pytest.mark.parametrize("kill_signal", [signal.SIGKILL, signal.SIGTERM])
+def test_a_killed_job_resumes_mid_epoch_and_ends_where_an_uninterrupted_one_does(
+    tmp_path, tiny_frame_dataset, kill_signal
+):
+    argv = _command(tiny_frame_dataset, tmp_path / "job", "--mode", "teacher", "--teacher", "hlstm-small",
+                    "--epochs", "2", "--checkpoint-every", "1", "--seed", "9")  # fmt: skip
+    with open(tmp_path / "log", "w") as log:
+        process = _spawn(argv, log)
+        state = _wait_for_step(tmp_path / "job" / "checkpoints" / STATE_NAME, 2, process)
+        process.send_signal(kill_signal)
+        code = process.wait(timeout=120)
+    log_text = (tmp_path / "log").read_text()
+    assert code == (-signal.SIGKILL if kill_signal == signal.SIGKILL else task.EXIT_PREEMPTED), log_text
+    state = json.loads((tmp_path / "job" / "checkpoints" / STATE_NAME).read_text())
+    assert state["epoch"] == 0 and 0 < state["step"] < 5  # stopped inside the first epoch
+    assert not (tmp_path / "job" / "summary.json").exists()
+
+    resumed = _train(argv)  # the same command
+    assert resumed["outcome"] == "completed" and resumed["global_step"] == 10
+    reference = _train(_command(tiny_frame_dataset, tmp_path / "ref", "--mode", "teacher", "--teacher",
+                                "hlstm-small", "--epochs", "2", "--seed", "9"))  # fmt: skip
+    assert reference["global_step"] == 10
+    got = _weights(tmp_path / "job" / "weights" / "teacher.weights.h5")
+    expected = _weights(tmp_path / "ref" / "weights" / "teacher.weights.h5")
+    for name in expected:
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_frame_dataset, capsys):
+    argv = _command(tiny_frame_dataset, tmp_path / "j", "--mode", "student", "--student", "mean-moe-small",
+                    "--epochs", "3", "--learning-rate", "1e38", "--checkpoint-every", "1")  # fmt: skip
+    assert task.main(argv) == task.EXIT_NON_FINITE
+    assert "non-finite" in capsys.readouterr().err
+    state = (
+        json.loads((tmp_path / "j" / "checkpoints" / STATE_NAME).read_text())
+        if (tmp_path / "j" / "checkpoints" / STATE_NAME).exists()
+        else None
+    )
+    if state is not None:  # whatever was saved holds finite weights only
+        weights = _weights(tmp_path / "j" / "checkpoints" / state["weights"])
+        assert all(np.isfinite(v).all() for v in weights.values() if v.dtype.kind == "f")
+    assert not (tmp_path / "j" / "export").exists()

@@ -1,0 +1,517 @@
+"""`fewframes train` / `python -m trainer.task`: teacher-student training of one job.
+
+The job dir holds `config.json` (the resolved configuration), `checkpoints/`,
+`logs/` (TensorBoard), `weights/` (final weights of each trained model), `export/`
+(the SavedModel the job produced: the student, or the teacher in `teacher` mode;
+`parallel` also writes `export_teacher/`) and `summary.json`. The same command
+resumes a preempted job from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import time
+
+from schemas import features as F
+from trainer import storage
+from trainer.config import (
+    CONFIG_NAME,
+    LABEL_SPACES,
+    MODES,
+    PARALLEL,
+    PREDICTION_LOSSES,
+    SERIAL,
+    STUDENT,
+    TEACHER,
+    LossConfig,
+    ModelChoice,
+    TrainConfig,
+)
+
+LOG = logging.getLogger("fewframes.train")
+EXIT_PREEMPTED = 143  # 128 + SIGTERM: the job was asked to stop and saved where it was
+EXIT_NON_FINITE = 3
+WEIGHTS_DIR = "weights"
+EXPORT_DIR = "export"
+TEACHER_EXPORT_DIR = "export_teacher"
+SUMMARY_NAME = "summary.json"
+
+
+class UsageError(ValueError):
+    """A problem with the command line or its inputs, reported in one line."""
+
+
+# ----- command line ---------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fewframes train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--train", required=True, help="preprocessed training dataset dir")
+    p.add_argument("--eval", help="preprocessed evaluation dataset dir (GAP / Hit@1 each epoch)")
+    p.add_argument("--job-dir", help="output dir, local or gs:// (default: $AIP_MODEL_DIR)")
+    p.add_argument("--mode", choices=MODES, default=STUDENT)
+    p.add_argument("--teacher", help="teacher model preset (see --list-models)")
+    p.add_argument("--student", help="student model preset")
+    p.add_argument(
+        "--teacher-params", default="{}", help='JSON overrides: {"aggregator": {...}, "head": {...}}'
+    )
+    p.add_argument("--student-params", default="{}", help="JSON overrides, as --teacher-params")
+    p.add_argument("--teacher-dir", help="a trained teacher's job dir (--mode serial)")
+    p.add_argument("--view", default="every_n:10", help="student view: every_n:N, uniform:K or random:K")
+    p.add_argument("--features", default="rgb,audio", help="rgb, audio or rgb,audio")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--clipnorm", type=float, default=None, help="per-variable gradient norm clip")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints")
+    p.add_argument("--label-space", choices=LABEL_SPACES, default="entities")
+    p.add_argument("--vocabulary", help="vocabulary CSV (class names; needed by --label-space verticals)")
+    p.add_argument("--input-format", choices=("auto", "tfrecord", "parquet"), default="auto")
+    p.add_argument("--shuffle-buffer", type=int, default=1024)
+    p.add_argument("--ce-weight", type=float, default=1.0)
+    p.add_argument("--rep-weight", type=float, default=1.0)
+    p.add_argument("--pred-weight", type=float, default=1.0)
+    p.add_argument("--prediction-loss", choices=PREDICTION_LOSSES, default="bernoulli_kl")
+    p.add_argument("--mixed-precision", choices=("auto", "on", "off"), default="auto")
+    p.add_argument("--top-k", type=int, default=20, help="classes the export returns per video")
+    p.add_argument("--max-steps-per-epoch", type=int, default=None)
+    p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None, help="Keras fit verbosity")
+    return p
+
+
+def _model_choice(name: str | None, params_json: str, flag: str) -> ModelChoice | None:
+    if name is None:
+        return None
+    try:
+        params = json.loads(params_json)
+    except json.JSONDecodeError as error:
+        raise UsageError(f"{flag} is not valid JSON: {error}") from None
+    unknown = set(params) - {"aggregator", "head"}
+    if unknown:
+        raise UsageError(f"{flag} takes keys 'aggregator' and 'head', not {sorted(unknown)}")
+    choice = ModelChoice(name, params.get("aggregator", {}), params.get("head", {}))
+    try:
+        choice.spec()
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    return choice
+
+
+def job_dirs(job_dir: str | None, environ) -> tuple[str, str]:
+    """(job dir, checkpoint dir): flags first, then Vertex AI's AIP_* variables."""
+    job_dir = job_dir or environ.get("AIP_MODEL_DIR")
+    if not job_dir:
+        raise UsageError("--job-dir is required (or run where AIP_MODEL_DIR is set)")
+    checkpoints = environ.get("AIP_CHECKPOINT_DIR") or storage.join(job_dir, "checkpoints")
+    return job_dir, checkpoints
+
+
+def config_from_args(args, environ) -> tuple[TrainConfig, str]:
+    job_dir, checkpoint_dir = job_dirs(args.job_dir, environ)
+    try:
+        config = TrainConfig(
+            train=args.train,
+            eval=args.eval,
+            job_dir=job_dir,
+            mode=args.mode,
+            teacher=_model_choice(args.teacher, args.teacher_params, "--teacher-params"),
+            student=_model_choice(args.student, args.student_params, "--student-params"),
+            teacher_dir=args.teacher_dir,
+            view=args.view,
+            features=tuple(f.strip() for f in args.features.split(",") if f.strip()),
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            clipnorm=args.clipnorm,
+            seed=args.seed,
+            checkpoint_every=args.checkpoint_every,
+            label_space=args.label_space,
+            vocabulary=args.vocabulary,
+            input_format=args.input_format,
+            shuffle_buffer=args.shuffle_buffer,
+            loss=LossConfig(args.ce_weight, args.rep_weight, args.pred_weight, args.prediction_loss),
+            mixed_precision=args.mixed_precision,
+            export_top_k=args.top_k,
+            max_steps_per_epoch=args.max_steps_per_epoch,
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if args.mode == SERIAL and args.teacher:
+        raise UsageError("--mode serial rebuilds the teacher from --teacher-dir; drop --teacher")
+    return config, checkpoint_dir
+
+
+# ----- distribution ---------------------------------------------------------------------
+def cluster_role(environ) -> tuple[bool, int]:
+    """(is chief, number of workers) from TF_CONFIG, as Vertex AI and TF-on-k8s set it."""
+    tf_config = json.loads(environ.get("TF_CONFIG") or "{}")
+    cluster = tf_config.get("cluster", {})
+    task = tf_config.get("task", {})
+    workers = sum(len(cluster.get(role, [])) for role in ("chief", "worker"))
+    if workers <= 1:
+        return True, 1
+    kind, index = task.get("type", "worker"), int(task.get("index", 0))
+    chief = kind == "chief" or ("chief" not in cluster and kind == "worker" and index == 0)
+    return chief, workers
+
+
+def choose_strategy(environ):
+    """MultiWorkerMirrored from TF_CONFIG, Mirrored over several GPUs, else the default."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    _, workers = cluster_role(environ)
+    if workers > 1:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _gpu_visible() -> bool:
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_logical_devices("GPU"))
+    if backend == "jax":
+        import jax
+
+        return any(d.platform == "gpu" for d in jax.devices())
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    return False
+
+
+# ----- the job --------------------------------------------------------------------------
+def train(config: TrainConfig, checkpoint_dir: str, environ=None, verbose=None) -> dict:
+    """Run (or resume) one training job; returns the summary also written to summary.json."""
+    import keras
+
+    from trainer import inputs as I
+    from trainer.checkpoints import CheckpointCallback, CheckpointManager, StopRequest
+    from trainer.distill import DistillationModel, FramesClassifier
+    from trainer.evaluation import EvalCallback
+    from trainer.labels import LabelSpace
+    from trainer.normalization import feature_dim, zscore_parameters
+
+    environ = os.environ if environ is None else environ
+    started = time.time()
+    chief, _ = cluster_role(environ)
+    backend = keras.backend.backend()
+
+    # Inputs and their compatibility with the run, before any model is built.
+    _, manifest = I.load_layout(config.train)
+    teacher_config = _read_teacher_config(config) if config.mode == SERIAL else None
+    features = config.features
+    label_space = LabelSpace.build(config.label_space, manifest.get("num_classes", 0), config.vocabulary)
+    if teacher_config is not None:
+        _check_teacher_matches(config, teacher_config)
+    view = config.student_view
+    plan = I.plan_inputs(config.train, config.mode, view, features, label_space)
+    eval_plan = None
+    if config.eval:
+        eval_plan = I.plan_inputs(config.eval, config.mode, view.serving_view, features, label_space, "eval")
+    fmt = I.resolve_format(config.train, config.input_format, backend)
+    eval_fmt = I.resolve_format(config.eval, config.input_format, backend) if config.eval else None
+    zscore = zscore_parameters(config.train, manifest)
+    if zscore is not None and tuple(features) != F.FRAME_FEATURES:
+        raise I.InputMismatch("a z-scored dataset needs --features rgb,audio (the analysis covers both)")
+    if eval_plan is not None:
+        _check_same_zscore(zscore, zscore_parameters(config.eval, I.load_layout(config.eval)[1]))
+
+    if config.mixed_precision == "on" or (config.mixed_precision == "auto" and _gpu_visible()):
+        keras.mixed_precision.set_global_policy("mixed_float16" if backend != "jax" else "mixed_bfloat16")
+
+    _write_or_check_config(config, chief)
+    strategy = choose_strategy(environ)
+    scope = strategy.scope() if strategy is not None else _null_scope()
+    input_dim = feature_dim(features)
+    student_width = 1 if plan.video_level else view.max_selected
+    teacher_width = 1 if plan.video_level else F.MAX_FRAMES
+    with scope:
+        keras.utils.set_random_seed(config.seed)
+        teacher = student = None
+        # The teacher is built first, so in parallel mode it starts from the same weights
+        # as a teacher-only run with the same seed.
+        if config.mode in (TEACHER, PARALLEL):
+            teacher = FramesClassifier(config.teacher.spec(), label_space.num_classes, input_dim, zscore)
+            teacher.build_on(teacher_width)
+        elif config.mode == SERIAL:
+            teacher = load_trained(config.teacher_dir, "teacher", zscore, teacher_width)
+        if config.mode != TEACHER:
+            student = FramesClassifier(config.student.spec(), label_space.num_classes, input_dim, zscore)
+            student.build_on(student_width)
+        projection_dim = None
+        if teacher is not None and student is not None:
+            t_dim = teacher.representation_dim
+            s_dim = student.representation_dim
+            projection_dim = t_dim if t_dim != s_dim else None
+        model = DistillationModel(config.mode, teacher, student, config.loss, projection_dim)
+        model.build_on(student_width)
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clipnorm))
+
+    manager = CheckpointManager(checkpoint_dir, writer=chief)
+    state = manager.restore(model)
+    if state.weights:
+        LOG.info("resuming from %s: epoch %d, %d batches done", state.weights, state.epoch + 1, state.step)
+
+    steps = I.steps_per_epoch(plan, config.batch_size)
+    if config.max_steps_per_epoch:
+        steps = min(steps, config.max_steps_per_epoch)
+    stop = StopRequest().install()
+    callbacks_extra = []
+    if eval_plan is not None:
+        callbacks_extra.append(EvalCallback(eval_plan, eval_fmt, config.batch_size))
+    if chief:
+        callbacks_extra.append(
+            keras.callbacks.TensorBoard(storage.join(config.job_dir, "logs"), write_graph=False)
+        )
+    global_step = state.global_step
+    outcome = "completed"
+    history = {}
+    for epoch in range(state.epoch, config.epochs):
+        first_step = state.step if epoch == state.epoch else 0
+        if first_step >= steps:
+            continue
+        print(
+            f"epoch {epoch + 1}/{config.epochs}"
+            + (f" (resuming at batch {first_step})" if first_step else "")
+        )
+        data = I.batches(
+            plan,
+            fmt,
+            config.batch_size,
+            shuffle=True,
+            seed=config.seed,
+            epoch=epoch,
+            skip_batches=first_step,
+            shuffle_buffer=config.shuffle_buffer,
+            drop_remainder=True,
+        )
+        checkpointer = CheckpointCallback(
+            manager, epoch, first_step, global_step, config.checkpoint_every, stop, steps
+        )
+        result = model.fit(
+            data,
+            epochs=epoch + 1,
+            initial_epoch=epoch,
+            steps_per_epoch=steps - first_step,
+            callbacks=[checkpointer, *callbacks_extra],
+            shuffle=False,  # the input pipeline shuffles, seeded per epoch
+            verbose=_verbosity(verbose),
+        )
+        global_step = checkpointer.global_step
+        history = {k: v[-1] for k, v in result.history.items()}
+        if checkpointer.non_finite:
+            outcome = "non-finite loss"
+            break
+        if stop.requested:
+            outcome = "preempted"
+            break
+
+    summary = {
+        "outcome": outcome,
+        "mode": config.mode,
+        "job_dir": config.job_dir,
+        "global_step": global_step,
+        "epochs": config.epochs,
+        "seconds": round(time.time() - started, 1),
+        "last_checkpoint": manager.state().weights,
+        "metrics": {k: float(v) for k, v in history.items()},
+    }
+    if outcome == "completed" and chief:
+        summary["exports"] = _finish(config, model, plan, label_space, manifest)
+        storage.write_text(storage.join(config.job_dir, SUMMARY_NAME), json.dumps(summary, indent=2))
+    return summary
+
+
+def _null_scope():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def _verbosity(verbose):
+    if verbose is not None:
+        return verbose
+    return 1 if sys.stdout.isatty() else 2
+
+
+def _read_teacher_config(config: TrainConfig) -> TrainConfig:
+    path = storage.join(config.teacher_dir, CONFIG_NAME)
+    if not storage.exists(path):
+        raise UsageError(f"--teacher-dir {config.teacher_dir} has no {CONFIG_NAME}: not a training job dir")
+    teacher_config = TrainConfig.from_json(storage.read_text(path))
+    if teacher_config.mode not in (TEACHER, PARALLEL):
+        raise UsageError(
+            f"--teacher-dir {config.teacher_dir} trained no teacher (mode {teacher_config.mode})"
+        )
+    if not storage.exists(storage.join(config.teacher_dir, WEIGHTS_DIR, "teacher.weights.h5")):
+        raise UsageError(
+            f"--teacher-dir {config.teacher_dir} has no finished teacher (weights/teacher.weights.h5)"
+        )
+    return teacher_config
+
+
+def _check_teacher_matches(config: TrainConfig, teacher_config: TrainConfig) -> None:
+    for field in ("features", "label_space"):
+        if getattr(config, field) != getattr(teacher_config, field):
+            raise UsageError(
+                f"the teacher in {config.teacher_dir} was trained with {field}="
+                f"{getattr(teacher_config, field)}, this run asks for {getattr(config, field)}"
+            )
+
+
+def _check_same_zscore(train, evaluation) -> None:
+    import numpy as np
+
+    from trainer.inputs import InputMismatch
+
+    if (train is None) != (evaluation is None) or (
+        train is not None
+        and not all(np.allclose(a, b, rtol=1e-6, atol=1e-6) for a, b in zip(train, evaluation, strict=True))
+    ):
+        raise InputMismatch(
+            "the eval dataset's normalization differs from the training dataset's: preprocess it with "
+            "--transform-from <train dataset>/transform"
+        )
+
+
+def _write_or_check_config(config: TrainConfig, chief: bool) -> None:
+    path = storage.join(config.job_dir, CONFIG_NAME)
+    if storage.exists(path):
+        previous = TrainConfig.from_json(storage.read_text(path))
+        differences = config.differences(previous)
+        if differences:
+            raise UsageError(
+                f"{config.job_dir} holds a run with other settings ({', '.join(differences)}); "
+                "use a new --job-dir to start a different run"
+            )
+    if chief:
+        storage.makedirs(config.job_dir)
+        storage.write_text(path, config.to_json())
+
+
+def load_trained(job_dir: str, role: str, zscore, width: int):
+    """Rebuild a job's trained `role` model from its saved config and final weights."""
+    import tempfile
+
+    from trainer.distill import FramesClassifier
+    from trainer.labels import LabelSpace
+
+    job_config = TrainConfig.from_json(storage.read_text(storage.join(job_dir, CONFIG_NAME)))
+    summary = json.loads(storage.read_text(storage.join(job_dir, WEIGHTS_DIR, f"{role}.json")))
+    choice = job_config.teacher if role == "teacher" else job_config.student
+    label_space = LabelSpace(
+        **{**summary["label_space"], "class_names": tuple(summary["label_space"]["class_names"])}
+    )
+    model = FramesClassifier(choice.spec(), label_space.num_classes, summary["input_dim"], zscore)
+    model.build_on(width)
+    with tempfile.TemporaryDirectory() as local:
+        model.load_weights(storage.download(storage.join(job_dir, WEIGHTS_DIR, f"{role}.weights.h5"), local))
+    return model
+
+
+def _finish(config: TrainConfig, model, plan, label_space, manifest) -> dict:
+    """Final weights of each trained model and the export(s); chief only."""
+    import tempfile
+
+    from trainer.export import export_classifier
+    from trainer.normalization import feature_dim
+
+    trained = {}
+    if config.mode in (TEACHER, PARALLEL):
+        trained["teacher"] = model.teacher
+    if model.student is not None:
+        trained["student"] = model.student
+    for role, classifier in trained.items():
+        with tempfile.TemporaryDirectory() as local:
+            path = os.path.join(local, f"{role}.weights.h5")
+            classifier.save_weights(path)
+            storage.upload(path, storage.join(config.job_dir, WEIGHTS_DIR, f"{role}.weights.h5"))
+        storage.write_text(
+            storage.join(config.job_dir, WEIGHTS_DIR, f"{role}.json"),
+            json.dumps({"label_space": label_space.to_dict(), "input_dim": feature_dim(config.features)}),
+        )
+    exports = {}
+    targets = [("student", EXPORT_DIR)] if model.student is not None else [("teacher", EXPORT_DIR)]
+    if config.mode == PARALLEL:
+        targets.append(("teacher", TEACHER_EXPORT_DIR))
+    for role, directory in targets:
+        choice = config.student if role == "student" else config.teacher
+        view = config.view if role == "student" and not plan.video_level else "all"
+        if plan.video_level:
+            view = "all"
+        metadata = {
+            "role": role,
+            "model": choice.spec().to_dict(),
+            "preset": choice.preset,
+            "kind": plan.layout.kind,
+            "view": view,
+            "features": list(config.features),
+            "label_space": config.label_space,
+            "num_classes": label_space.num_classes,
+            "num_entities": label_space.num_entities,
+            "class_names": list(label_space.class_names),
+            "entity_to_class": None
+            if label_space.entity_to_class is None
+            else list(label_space.entity_to_class),
+            "vocabulary_sha256": label_space.vocabulary_sha256,
+            "schema_version": plan.layout.to_dict()["schema_version"],
+            "frame_dtype": plan.layout.frame_dtype,
+            "normalization": manifest.get("normalization"),
+            "training_data": {
+                "dataset": config.train,
+                "input_patterns": manifest.get("input_patterns"),
+                "videos": manifest.get("videos"),
+                "created": manifest.get("created"),
+            },
+            "mode": config.mode,
+            "job_dir": config.job_dir,
+            "top_k": config.export_top_k,
+        }
+        path = storage.join(config.job_dir, directory)
+        export_classifier(trained[role], path, metadata)
+        exports[role] = path
+    return exports
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        config, checkpoint_dir = config_from_args(args, os.environ)
+        summary = train(config, checkpoint_dir, verbose=args.verbose)
+    except ValueError as error:  # UsageError, InputMismatch and config errors: one line
+        print(f"fewframes train: error: {error}", file=sys.stderr)
+        return 2
+    metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(summary["metrics"].items()) if math.isfinite(v))
+    print(
+        f"train {summary['outcome']}: mode {summary['mode']}, {summary['global_step']} steps in "
+        f"{summary['seconds']} s; {metrics}; job dir {summary['job_dir']}"
+    )
+    if summary["outcome"] == "preempted":
+        return EXIT_PREEMPTED
+    if summary["outcome"] != "completed":
+        print(
+            f"stopped on a non-finite loss; last good checkpoint: {summary['last_checkpoint']}",
+            file=sys.stderr,
+        )
+        return EXIT_NON_FINITE
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
