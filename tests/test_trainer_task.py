@@ -60,8 +60,9 @@ def test_parallel_mode_never_updates_the_teacher_from_the_students_losses(tmp_pa
 def test_serial_mode_rebuilds_and_freezes_the_teacher(tmp_path, tiny_frame_dataset):
     _train(_command(tiny_frame_dataset, tmp_path / "t", "--mode", "teacher", "--teacher", "dbof-small",
                     "--epochs", "1"))  # fmt: skip
+    teacher_dir = str(tmp_path / "t")
     summary = _train(_command(tiny_frame_dataset, tmp_path / "s", "--mode", "serial", "--student",
-                              "mean-moe-small", "--teacher-dir", str(tmp_path / "t"), "--epochs", "1"))  # fmt: skip
+                              "mean-moe-small", "--teacher-dir", teacher_dir, "--epochs", "1"))  # fmt: skip
     assert summary["outcome"] == "completed"
     assert {"student_ce", "rep", "pred"} <= set(summary["metrics"])
     assert not (tmp_path / "s" / "weights" / "teacher.weights.h5").exists()

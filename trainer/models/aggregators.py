@@ -77,7 +77,9 @@ def _runnable_mask(valid):
     the caller throws that result away.
     """
     has_steps = ops.any(valid, axis=1)
-    empty_first = ops.logical_and(ops.expand_dims(ops.logical_not(has_steps), 1), _first_step(ops.shape(valid)[1]))
+    empty_first = ops.logical_and(
+        ops.expand_dims(ops.logical_not(has_steps), 1), _first_step(ops.shape(valid)[1])
+    )
     return ops.logical_or(valid, empty_first), has_steps
 
 
@@ -200,7 +202,9 @@ class HiddenLayer(keras.layers.Layer):
             dtype=self.dtype_policy,
         )
         self.norm = (
-            keras.layers.BatchNormalization(name="batch_norm", dtype=self.dtype_policy) if self.batch_norm else None
+            keras.layers.BatchNormalization(name="batch_norm", dtype=self.dtype_policy)
+            if self.batch_norm
+            else None
         )
         self.activation = keras.activations.get(activation)
         self.context_gating = (
@@ -481,7 +485,9 @@ class HierarchicalLSTM(Aggregator):
         # Level 2: the chunk states of a video, in order; chunks without a real frame are masked.
         chunk_states = ops.reshape(chunk_states, (-1, num_chunks, state_dim))
         video_runnable, video_has_frames = _runnable_mask(ops.reshape(chunk_has_frames, (-1, num_chunks)))
-        state = _run_lstm_stack(self.chunk_lstms, chunk_states, video_runnable, self.config.full_state, training)
+        state = _run_lstm_stack(
+            self.chunk_lstms, chunk_states, video_runnable, self.config.full_state, training
+        )
         return ops.where(ops.expand_dims(video_has_frames, -1), state, ops.zeros_like(state))
 
 
@@ -496,6 +502,7 @@ def _vlad(assignments, features, centres):
     weighted = ops.matmul(ops.transpose(assignments, (0, 2, 1)), features)  # [B, K, F]
     mass = ops.expand_dims(ops.sum(assignments, axis=1), -1)  # [B, K, 1]
     residuals = weighted - mass * ops.expand_dims(centres, 0)
+    residuals = l2_normalize(residuals, axis=-1)
     return ops.reshape(residuals, (-1, centres.shape[0] * centres.shape[1]))
 
 
@@ -628,12 +635,17 @@ class NeXtVLAD(Aggregator):
         )
         self.expand.build((None, None, input_dim))
         self.attention = keras.layers.Dense(
-            config.groups, activation="sigmoid", kernel_initializer="he_normal", name="attention",
+            config.groups,
+            activation="sigmoid",
+            kernel_initializer="he_normal",
+            name="attention",
             dtype=self.dtype_policy,
         )
         self.attention.build((None, None, expanded))
         self.assignment = keras.layers.Dense(
-            config.groups * config.clusters, kernel_initializer="he_normal", name="assignment",
+            config.groups * config.clusters,
+            kernel_initializer="he_normal",
+            name="assignment",
             dtype=self.dtype_policy,
         )
         self.assignment.build((None, None, expanded))

@@ -66,7 +66,9 @@ class ModelSpec:
         fields = [field.name for field in dataclasses.fields(cls)]
         unknown = sorted(set(data) - set(fields))
         if unknown:
-            raise ValueError(f"unknown ModelSpec key(s) {', '.join(unknown)}; valid keys: {', '.join(fields)}")
+            raise ValueError(
+                f"unknown ModelSpec key(s) {', '.join(unknown)}; valid keys: {', '.join(fields)}"
+            )
         return cls(**data)
 
 
@@ -103,9 +105,13 @@ class VideoClassifier(keras.Model):
     def build(self, input_shape=None):
         frames_shape = input_shape.get(FRAMES) if isinstance(input_shape, dict) else None
         if frames_shape is not None and frames_shape[-1] is not None and frames_shape[-1] != self.input_dim:
-            raise ValueError(f"frames are {frames_shape[-1]} wide; this classifier was made for {self.input_dim}")
-        self.aggregator.build((None, None, self.input_dim))
-        self.head.build((None, self.representation_dim))
+            raise ValueError(
+                f"frames are {frames_shape[-1]} wide; this classifier was made for {self.input_dim}"
+            )
+        if not self.aggregator.built:
+            self.aggregator.build((None, None, self.input_dim))
+        if not self.head.built:
+            self.head.build((None, self.representation_dim))
 
     def build_on(self, num_frames: int = 1):
         """Create the weights with one call on zeros (e.g. before `load_weights`)."""

@@ -55,7 +55,9 @@ class ContextGating(keras.layers.Layer):
         gate_input_shape = tuple(input_shape)
         if self.reduction > 1:
             bottleneck = max(1, dim // self.reduction)
-            self.squeeze = keras.layers.Dense(bottleneck, activation="relu", name="squeeze", dtype=self.dtype_policy)
+            self.squeeze = keras.layers.Dense(
+                bottleneck, activation="relu", name="squeeze", dtype=self.dtype_policy
+            )
             self.squeeze.build(gate_input_shape)
             gate_input_shape = (*gate_input_shape[:-1], bottleneck)
         self.gate = keras.layers.Dense(dim, activation="sigmoid", name="gate", dtype=self.dtype_policy)
@@ -112,7 +114,9 @@ class Head(keras.layers.Layer):
             else None
         )
         # float32: it multiplies probabilities, which must not be rounded to float16.
-        self.output_gating = ContextGating(name="context_gating", dtype="float32") if config.context_gating else None
+        self.output_gating = (
+            ContextGating(name="context_gating", dtype="float32") if config.context_gating else None
+        )
 
     def build(self, input_shape):
         width = int(input_shape[-1])

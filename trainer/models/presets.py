@@ -12,7 +12,9 @@ from trainer.models.classifier import ModelSpec
 PRESETS: dict[str, ModelSpec] = {
     # The paper's teacher (all frames): H-LSTM + MoE, as its HierarchicalLstmModel run
     # (lstm_cells=1024, lstm_layers=2, 20 chunks of 15 frames, moe_num_mixtures=2).
-    "hlstm": ModelSpec("hlstm", "moe", {"units": 1024, "num_layers": 2, "chunk_size": 15, "full_state": True}),
+    "hlstm": ModelSpec(
+        "hlstm", "moe", {"units": 1024, "num_layers": 2, "chunk_size": 15, "full_state": True}
+    ),
     # The paper's student: the same model over every 10th frame, 30 frames in 5 chunks of 6.
     "hlstm-student": ModelSpec(
         "hlstm", "moe", {"units": 1024, "num_layers": 2, "chunk_size": 6, "full_state": True}
@@ -34,7 +36,10 @@ PRESETS: dict[str, ModelSpec] = {
     "video-moe": ModelSpec("video", "moe", {}, {"num_mixtures": 2}),
     # CPU-sized versions for tests and the demo.
     "hlstm-small": ModelSpec(
-        "hlstm", "moe", {"units": 32, "num_layers": 1, "chunk_size": 5, "full_state": True}, {"num_mixtures": 2}
+        "hlstm",
+        "moe",
+        {"units": 32, "num_layers": 1, "chunk_size": 5, "full_state": True},
+        {"num_mixtures": 2},
     ),
     "lstm-small": ModelSpec("lstm", "moe", {"units": 32, "num_layers": 1}, {"num_mixtures": 2}),
     "dbof-small": ModelSpec("dbof", "moe", {"cluster_size": 64, "hidden_size": 32}, {"num_mixtures": 2}),

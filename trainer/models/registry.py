@@ -150,5 +150,7 @@ def as_config(kind: str, name: str, config):
     if isinstance(config, dict):
         return make_config(kind, name, config)
     if not isinstance(config, config_cls):
-        raise TypeError(f"{kind} {name!r} takes a {config_cls.__name__} or a dict, got {type(config).__name__}")
+        raise TypeError(
+            f"{kind} {name!r} takes a {config_cls.__name__} or a dict, got {type(config).__name__}"
+        )
     return config
