@@ -116,8 +116,11 @@ def test_beam_run_inference_scores_raw_records_with_the_export(student_export, t
 
     records = _raw_records(tiny_frame_dataset.parent / "raw")[:12]
     expected = LoadedExport(str(student_export)).score_examples(records)
-    expected_top = {vid.decode(): int(expected["class_indexes"][i, 0]) for i, vid in enumerate(expected["video_id"])}
-    handler = KeyedModelHandler(RawRecordModelHandler(str(student_export), min_batch_size=4, max_batch_size=5))
+    ids = [v.decode() for v in expected["video_id"]]
+    expected_top = {vid: int(expected["class_indexes"][i, 0]) for i, vid in enumerate(ids)}
+    handler = KeyedModelHandler(
+        RawRecordModelHandler(str(student_export), min_batch_size=4, max_batch_size=5)
+    )
 
     def check(results):
         got = {key: int(result.inference["class_indexes"][0]) for key, result in results}
@@ -139,7 +142,9 @@ def test_video_level_export_scores_raw_examples_like_the_dataset(tmp_path):
     assert loaded.metadata["kind"] == "video" and loaded.metadata["view"] == "all"
     raw = loaded.score_examples(_raw_records(tmp_path / "video" / "raw"))
     rows = _dataset_rows(dataset)
-    vectors = {F.MEAN_FEATURE_OF[f]: np.stack([r[F.MEAN_FEATURE_OF[f]] for r in rows]) for f in F.FRAME_FEATURES}
+    vectors = {
+        F.MEAN_FEATURE_OF[f]: np.stack([r[F.MEAN_FEATURE_OF[f]] for r in rows]) for f in F.FRAME_FEATURES
+    }
     view = loaded.score_view(vectors, None)
     order = [[v.decode() for v in raw["video_id"]].index(r[F.ID]) for r in rows]
     np.testing.assert_allclose(view["predictions"], raw["predictions"][order], rtol=1e-5, atol=1e-6)
