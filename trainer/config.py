@@ -40,7 +40,8 @@ class LossConfig:
     The paper ("Efficient Video Classification Using Fewer Frames", Bhardwaj et al.,
     CVPR 2019, Sec. 3) adds the three terms unweighted, so every weight defaults to
     1. L_rep is the squared Euclidean distance between the teacher's and the student's
-    final representations (summed over dimensions, averaged over the batch); L_pred
+    final representations divided by their width (so its scale does not grow with the
+    width), averaged over the batch; L_pred
     defaults to the per-class Bernoulli KL(teacher || student), which matches the
     sigmoid outputs of a multi-label model; `categorical_kl` is the paper code's
     renormalised-categorical KL, kept for fidelity; `mse` the squared distance of the

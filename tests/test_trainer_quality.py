@@ -1,0 +1,95 @@
+"""Robust facts about what training learns, on generated data (the full table is a benchmark).
+
+One shared set of small trained models: a teacher on every frame, a student reading
+4 frames per video without distillation, and the same student distilled (serial).
+"""
+
+import glob
+
+import numpy as np
+import pytest
+
+from tests.conftest import make_dataset
+from trainer import task
+from trainer.data import load_layout
+from trainer.export import LoadedExport
+from trainer.metrics import MetricsAccumulator
+
+CLASSES = 12
+VIEW = "uniform:4"
+COMMON = ["--epochs", "8", "--batch-size", "32", "--learning-rate", "3e-3", "--verbose", "0", "--seed", "1"]
+
+
+def _train(argv):
+    args = task.build_parser().parse_args(argv)
+    config, checkpoint_dir = task.config_from_args(args, {})
+    return task.train(config, checkpoint_dir, verbose=0)
+
+
+def _records(raw_dir):
+    import tensorflow as tf
+
+    return [r.numpy() for p in sorted(glob.glob(f"{raw_dir}/*.tfrecord")) for r in tf.data.TFRecordDataset(p)]
+
+
+def _labels(records, num_classes):
+    import tensorflow as tf
+
+    out = np.zeros((len(records), num_classes), np.float32)
+    for i, record in enumerate(records):
+        example = tf.train.SequenceExample.FromString(record)
+        out[i, list(example.context.feature["labels"].int64_list.value)] = 1.0
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("quality")
+    frames = (30, 200)
+    train = make_dataset(root / "train", videos=480, classes=CLASSES, seed=17, frames=frames, view=VIEW)
+    validate = make_dataset(root / "validate", videos=160, classes=CLASSES, seed=17, frames=frames, view=VIEW,
+                            partition="validate")  # fmt: skip
+    base = ["--train", str(train), "--view", VIEW, *COMMON]
+    _train([*base, "--job-dir", str(root / "teacher"), "--mode", "teacher", "--teacher", "dbof-small"])
+    _train([*base, "--job-dir", str(root / "student"), "--mode", "student", "--student", "dbof-small"])
+    _train([*base, "--job-dir", str(root / "serial"), "--mode", "serial", "--student", "dbof-small",
+            "--teacher-dir", str(root / "teacher")])  # fmt: skip
+    records = _records(root / "validate" / "raw")
+    predictions = {
+        name: LoadedExport(str(root / name / "export")).score_examples(records)["predictions"]
+        for name in ("teacher", "student", "serial")
+    }
+    _, manifest = load_layout(str(train))
+    return predictions, _labels(records, CLASSES), manifest
+
+
+def _gap(predictions, labels):
+    return MetricsAccumulator(CLASSES).add_batch(predictions, labels).result()["gap"]
+
+
+def _kl(teacher, student, eps=1e-7):
+    t, s = np.clip(teacher, eps, 1 - eps), np.clip(student, eps, 1 - eps)
+    return float((t * np.log(t / s) + (1 - t) * np.log((1 - t) / (1 - s))).sum(axis=1).mean())
+
+
+def test_the_teacher_beats_a_model_that_sees_no_frames(trained):
+    predictions, labels, manifest = trained
+    frequency = np.zeros(CLASSES, np.float32)
+    for label, count in manifest["label_frequencies"].items():
+        frequency[int(label)] = count
+    priors = np.tile(frequency / manifest["videos"], (len(labels), 1))  # the best frame-blind scores
+    teacher, blind = _gap(predictions["teacher"], labels), _gap(priors, labels)
+    assert teacher > blind + 0.1, (teacher, blind)
+
+
+def test_the_teacher_beats_the_student_that_reads_four_frames(trained):
+    predictions, labels, _ = trained
+    teacher, student = _gap(predictions["teacher"], labels), _gap(predictions["student"], labels)
+    assert teacher > student + 0.01, (teacher, student)
+
+
+def test_distillation_lowers_teacher_student_disagreement(trained):
+    predictions, _, _ = trained
+    distilled = _kl(predictions["teacher"], predictions["serial"])
+    alone = _kl(predictions["teacher"], predictions["student"])
+    assert distilled < 0.9 * alone, (distilled, alone)
