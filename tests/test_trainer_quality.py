@@ -50,7 +50,8 @@ def trained(tmp_path_factory):
     validate = make_dataset(root / "validate", videos=160, classes=CLASSES, seed=17, frames=frames, view=VIEW,
                             partition="validate")  # fmt: skip
     base = ["--train", str(train), "--view", VIEW, *COMMON]
-    _train([*base, "--job-dir", str(root / "teacher"), "--mode", "teacher", "--teacher", "dbof-small"])
+    teacher_summary = _train([*base, "--job-dir", str(root / "teacher"), "--mode", "teacher", "--teacher",
+                              "dbof-small", "--eval", str(validate)])  # fmt: skip
     _train([*base, "--job-dir", str(root / "student"), "--mode", "student", "--student", "dbof-small"])
     _train([*base, "--job-dir", str(root / "serial"), "--mode", "serial", "--student", "dbof-small",
             "--teacher-dir", str(root / "teacher")])  # fmt: skip
@@ -60,7 +61,7 @@ def trained(tmp_path_factory):
         for name in ("teacher", "student", "serial")
     }
     _, manifest = load_layout(str(train))
-    return predictions, _labels(records, CLASSES), manifest
+    return predictions, _labels(records, CLASSES), manifest, teacher_summary
 
 
 def _gap(predictions, labels):
@@ -73,7 +74,7 @@ def _kl(teacher, student, eps=1e-7):
 
 
 def test_the_teacher_beats_a_model_that_sees_no_frames(trained):
-    predictions, labels, manifest = trained
+    predictions, labels, manifest, _ = trained
     frequency = np.zeros(CLASSES, np.float32)
     for label, count in manifest["label_frequencies"].items():
         frequency[int(label)] = count
@@ -83,13 +84,21 @@ def test_the_teacher_beats_a_model_that_sees_no_frames(trained):
 
 
 def test_the_teacher_beats_the_student_that_reads_four_frames(trained):
-    predictions, labels, _ = trained
+    predictions, labels, _, _ = trained
     teacher, student = _gap(predictions["teacher"], labels), _gap(predictions["student"], labels)
     assert teacher > student + 0.01, (teacher, student)
 
 
 def test_distillation_lowers_teacher_student_disagreement(trained):
-    predictions, _, _ = trained
+    predictions, _, _, _ = trained
     distilled = _kl(predictions["teacher"], predictions["serial"])
     alone = _kl(predictions["teacher"], predictions["student"])
     assert distilled < 0.9 * alone, (distilled, alone)
+
+
+def test_eval_during_training_equals_scoring_the_raw_shards_with_the_export(trained):
+    predictions, labels, _, summary = trained
+    # Training evaluated the float16 dataset; the export read the raw bytes: same GAP.
+    assert summary["metrics"]["val_teacher_gap"] == pytest.approx(
+        _gap(predictions["teacher"], labels), abs=2e-3
+    )
