@@ -66,6 +66,12 @@ def test_serial_mode_rebuilds_and_freezes_the_teacher(tmp_path, tiny_frame_datas
     assert summary["outcome"] == "completed"
     assert {"student_ce", "rep", "pred"} <= set(summary["metrics"])
     assert not (tmp_path / "s" / "weights" / "teacher.weights.h5").exists()
+    # Frozen: every teacher array is in the serial job's last checkpoint, unchanged.
+    state = json.loads((tmp_path / "s" / "checkpoints" / STATE_NAME).read_text())
+    checkpoint = list(_weights(tmp_path / "s" / "checkpoints" / state["weights"]).values())
+    teacher = _weights(tmp_path / "t" / "weights" / "teacher.weights.h5")
+    for name, array in teacher.items():
+        assert any(c.shape == array.shape and np.array_equal(c, array) for c in checkpoint), name
     assert (tmp_path / "s" / "export" / "saved_model.pb").exists()
 
 
