@@ -31,6 +31,13 @@ def dequantize(quantized: np.ndarray, dtype: str = "float32") -> np.ndarray:
     raise ValueError(f"cannot dequantize to {dtype!r}; expected float16 or float32")
 
 
+def dequantize_tf(quantized):
+    """TensorFlow twin of `dequantize` to float32: the same table, gathered in the graph."""
+    import tensorflow as tf
+
+    return tf.gather(tf.constant(DEQUANTIZE_TABLE_F32), tf.cast(quantized, tf.int32))
+
+
 def quantize(values: np.ndarray) -> np.ndarray:
     """Inverse of `dequantize`: nearest code, clipped to [0, 255]."""
     codes = np.rint((np.asarray(values, dtype=np.float32) - BIAS) / SCALE)

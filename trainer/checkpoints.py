@@ -13,9 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import signal
-import tempfile
 
 import keras
 import numpy as np
@@ -51,8 +49,7 @@ class CheckpointManager:
             return state
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
-        with tempfile.TemporaryDirectory() as local:
-            model.load_weights(storage.download(storage.join(self.directory, state.weights), local))
+        storage.load_weights(model, storage.join(self.directory, state.weights))
         return state
 
     def save(self, model: keras.Model, epoch: int, step: int, global_step: int) -> TrainingState | None:
@@ -60,10 +57,7 @@ class CheckpointManager:
             return None
         name = f"ckpt-{global_step:09d}.weights.h5"
         storage.makedirs(self.directory)
-        with tempfile.TemporaryDirectory() as local:
-            path = os.path.join(local, name)
-            model.save_weights(path)
-            storage.upload(path, storage.join(self.directory, name))
+        storage.save_weights(model, storage.join(self.directory, name))
         state = TrainingState(epoch, step, global_step, name)
         storage.write_text(storage.join(self.directory, STATE_NAME), json.dumps(dataclasses.asdict(state)))
         for old in sorted(f for f in storage.listdir(self.directory) if f.endswith(".weights.h5"))[:-KEEP]:
@@ -109,7 +103,6 @@ class CheckpointCallback(keras.callbacks.Callback):
         self.manager, self.epoch, self.every, self.stop = manager, epoch, every, stop
         self.epoch_steps = epoch_steps  # the epoch's last batch is saved by on_epoch_end
         self.step, self.global_step = first_step, global_step
-        self.saved: TrainingState | None = None
         self.non_finite = False
 
     def _save(self, epoch: int, step: int):
@@ -117,7 +110,7 @@ class CheckpointCallback(keras.callbacks.Callback):
             self.non_finite = True
             self.model.stop_training = True
             return
-        self.saved = self.manager.save(self.model, epoch, step, self.global_step) or self.saved
+        self.manager.save(self.model, epoch, step, self.global_step)
 
     def on_train_batch_end(self, batch, logs=None):
         self.step += 1

@@ -67,9 +67,7 @@ def pad_frames(videos: list[np.ndarray], dim: int, dtype, pad_to: int | None = N
     return out, np.minimum(lengths, width)
 
 
-def parquet_batches(
-    dataset_dir: str, batch_size: int, columns=None, pad_to: int | None = None, files: list[str] | None = None
-):
+def parquet_batches(dataset_dir: str, batch_size: int, columns=None, pad_to: int | None = None):
     """Yield batches (dicts of numpy arrays) of a dataset's Parquet files, in file order.
 
     Variable-length integer/float lists (labels, frame_index, segments) stay a list of
@@ -83,7 +81,7 @@ def parquet_batches(
             f"dataset has no column(s) {', '.join(unknown)}; it has {', '.join(layout.column_names)}"
         )
     selected = [c for c in layout.columns() if c.name in wanted]
-    for path in files if files is not None else dataset_files(dataset_dir, PARQUET):
+    for path in dataset_files(dataset_dir, PARQUET):
         for record_batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=wanted):
             rows = layout.rows_from_table(pa.Table.from_batches([record_batch]), wanted)
             batch = {}

@@ -21,6 +21,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from schemas.features import MAX_FRAMES
 from trainer.config import BERNOULLI_KL, CATEGORICAL_KL, MSE, PARALLEL, SERIAL, TEACHER, LossConfig
 from trainer.inputs import STUDENT_FRAMES, STUDENT_MASK, TEACHER_FRAMES, TEACHER_MASK
 from trainer.models import ModelSpec, VideoClassifier
@@ -90,10 +91,13 @@ class FramesClassifier(keras.Model):
         frames = self.normalization(inputs["frames"], inputs["mask"])
         return self.classifier({"frames": frames, "mask": inputs["mask"]}, training=training)
 
+    @property
+    def representation_dim(self) -> int:
+        return self.classifier.representation_dim
+
     def build_on(self, max_frames: int):
         """Create the weights by one call on zeros (needed before loading weights)."""
-        out = self({"frames": ops.zeros((1, max_frames, self.input_dim)), "mask": ops.ones((1, max_frames))})
-        self.representation_dim = int(out["representation"].shape[-1])
+        self(self.classifier.dummy_inputs(max_frames))
         return self
 
     def get_config(self):
@@ -208,8 +212,8 @@ class DistillationModel(keras.Model):
     def build_on(self, student_frames: int | None):
         inputs = {}
         if self.teacher is not None:
-            inputs[TEACHER_FRAMES] = ops.zeros((1, 300, self.teacher.input_dim))
-            inputs[TEACHER_MASK] = ops.ones((1, 300))
+            inputs[TEACHER_FRAMES] = ops.zeros((1, MAX_FRAMES, self.teacher.input_dim))
+            inputs[TEACHER_MASK] = ops.ones((1, MAX_FRAMES))
         if self.student is not None:
             inputs[STUDENT_FRAMES] = ops.zeros((1, student_frames, self.student.input_dim))
             inputs[STUDENT_MASK] = ops.ones((1, student_frames))

@@ -26,7 +26,7 @@ import numpy as np
 
 from schemas import features as F
 from schemas import raw
-from schemas.quantization import DEQUANTIZE_TABLE_F32
+from schemas.quantization import dequantize_tf
 from schemas.views import View
 
 METADATA_NAME = "fewframes_export.json"
@@ -57,7 +57,6 @@ def export_classifier(classifier, export_dir: str, metadata: dict) -> str:
     view = View.parse(metadata["view"]).serving_view
     metadata = {**metadata, "export_schema_version": EXPORT_SCHEMA_VERSION, "serving_view": str(view)}
     metadata_json = json.dumps(metadata, sort_keys=True)
-    table = tf.constant(DEQUANTIZE_TABLE_F32)
 
     def outputs(frames, mask):
         result = classifier({"frames": frames, "mask": mask}, training=False)
@@ -123,7 +122,7 @@ def export_classifier(classifier, export_dir: str, metadata: dict) -> str:
                 # Cut the view from the byte strings, then decode only the kept frames.
                 kept, count = view.gather_padded_tf(seq[f], lengths[f])
                 codes = tf.io.decode_raw(kept, tf.uint8, fixed_length=F.FEATURE_DIMS[f])
-                decoded.append(tf.gather(table, tf.cast(codes, tf.int32)))
+                decoded.append(dequantize_tf(codes))
             result = outputs(*masked(tf.concat(decoded, axis=-1), count, width))
             result["video_id"] = tf.where(ctx[F.ID] != "", ctx[F.ID], ctx[F.LEGACY_ID])
             return result

@@ -21,13 +21,15 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from schemas import features as F
 from schemas.preprocessed import PARQUET, TFRECORD, DatasetLayout
-from schemas.quantization import BIAS, SCALE
+from schemas.quantization import dequantize, dequantize_tf
 from schemas.views import ALL, View
 from trainer.config import PARALLEL, SERIAL, STUDENT, TEACHER
-from trainer.data import LENGTH_SUFFIX, dataset_files, load_layout, parquet_batches
+from trainer.data import LENGTH_SUFFIX, dataset_files, load_layout, pad_frames
 from trainer.labels import LabelSpace
 
 TEACHER_FRAMES, TEACHER_MASK = "teacher_frames", "teacher_mask"
@@ -45,12 +47,16 @@ class InputPlan:
 
     dataset_dir: str
     layout: DatasetLayout
-    num_videos: int
+    manifest: dict
     features: tuple[str, ...]
     label_space: LabelSpace
     teacher: bool  # produce the full view
     student_view: View | None  # produce this view
     student_from_full: bool  # cut it from the full view (else: the stored view)
+
+    @property
+    def num_videos(self) -> int:
+        return self.manifest["videos"]
 
     @property
     def video_level(self) -> bool:
@@ -95,7 +101,7 @@ def plan_inputs(
         return InputPlan(
             dataset_dir,
             layout,
-            manifest["videos"],
+            manifest,
             features,
             label_space,
             teacher=teacher,
@@ -123,7 +129,7 @@ def plan_inputs(
     return InputPlan(
         dataset_dir,
         layout,
-        manifest["videos"],
+        manifest,
         tuple(features),
         label_space,
         teacher=teacher,
@@ -136,10 +142,9 @@ def steps_per_epoch(plan: InputPlan, batch_size: int) -> int:
     return max(1, plan.num_videos // batch_size)
 
 
-def resolve_format(dataset_dir: str, requested: str, backend: str) -> str:
+def resolve_format(plan: InputPlan, requested: str, backend: str) -> str:
     """auto: TFRecord under TensorFlow when present, else Parquet."""
-    layout, manifest = load_layout(dataset_dir)
-    available = manifest.get("formats", [])
+    dataset_dir, available = plan.dataset_dir, plan.manifest.get("formats", [])
     if requested != "auto":
         if requested not in available:
             raise InputMismatch(f"{dataset_dir} has no {requested} files (it has {', '.join(available)})")
@@ -165,12 +170,6 @@ def _ordered_files(plan: InputPlan, fmt: str, shuffle: bool, seed: int, epoch: i
 
 
 # ----- numpy (Parquet) ------------------------------------------------------------------
-def _dequantized(frames: np.ndarray) -> np.ndarray:
-    if frames.dtype == np.uint8:
-        return frames.astype(np.float32) * SCALE + BIAS
-    return frames
-
-
 def assemble_numpy(plan: InputPlan, columns: dict, rng: np.random.Generator | None):
     """Raw columns of a batch (padded frames + lengths) -> `(x, y)` numpy batch."""
     x = {}
@@ -185,7 +184,9 @@ def assemble_numpy(plan: InputPlan, columns: dict, rng: np.random.Generator | No
 
     def joined(full: bool):
         names = plan.frame_sources(full)
-        frames = np.concatenate([_dequantized(columns[n]) for n in names], axis=-1)
+        frames = np.concatenate(
+            [dequantize(columns[n]) if columns[n].dtype == np.uint8 else columns[n] for n in names], axis=-1
+        )
         return frames, columns[names[0] + LENGTH_SUFFIX]
 
     if plan.teacher or plan.student_from_full:
@@ -221,14 +222,12 @@ def numpy_batches(
     files = _ordered_files(plan, PARQUET, shuffle, seed, epoch)
     rng = np.random.default_rng(_epoch_seed(seed, epoch) + 1)
     view_rng = np.random.default_rng(_epoch_seed(seed, epoch) + 2)
-    full_width = F.MAX_FRAMES
+    columns = plan.columns()
 
     def rows():
         for path in files:
-            for batch in parquet_batches(plan.dataset_dir, 256, columns=plan.columns(), files=[path]):
-                count = len(batch[F.ID])
-                for i in range(count):
-                    yield {k: v[i] for k, v in batch.items()}
+            for record_batch in pq.ParquetFile(path).iter_batches(batch_size=256, columns=columns):
+                yield from plan.layout.rows_from_table(pa.Table.from_batches([record_batch]), columns)
 
     def shuffled(source):
         if not shuffle:
@@ -251,25 +250,25 @@ def numpy_batches(
         pending.append(row)
         if len(pending) == batch_size:
             if batch_index >= skip_batches:
-                yield _numpy_batch(plan, pending, full_width, view_rng, with_ids)
+                yield _numpy_batch(plan, pending, view_rng, with_ids)
             batch_index += 1
             pending = []
     if pending and not drop_remainder and batch_index >= skip_batches:
-        yield _numpy_batch(plan, pending, full_width, view_rng, with_ids)
+        yield _numpy_batch(plan, pending, view_rng, with_ids)
 
 
-def _numpy_batch(plan: InputPlan, rows: list[dict], full_width: int, rng, with_ids: bool):
-    from trainer.data import pad_frames
-
+def _numpy_batch(plan: InputPlan, rows: list[dict], rng, with_ids: bool):
+    """Rows as `rows_from_table` gives them (one array per video) -> a padded `(x, y)` batch."""
     columns = {F.ID: [r[F.ID] for r in rows], F.LABELS: [r[F.LABELS] for r in rows]}
+    dims = {c.name: c.dim for c in plan.layout.columns()}
     for name in plan.columns()[2:]:
         if plan.video_level:
             columns[name] = np.stack([r[name] for r in rows])
             continue
-        width = full_width if name.startswith(F.FULL_VIEW_PREFIX) else plan.student_view.max_selected
-        videos = [r[name][: r[name + LENGTH_SUFFIX]] for r in rows]
+        width = F.MAX_FRAMES if name.startswith(F.FULL_VIEW_PREFIX) else plan.student_view.max_selected
+        videos = [r[name] for r in rows]
         columns[name], columns[name + LENGTH_SUFFIX] = pad_frames(
-            videos, videos[0].shape[-1] if videos[0].ndim == 2 else 1, videos[0].dtype, width
+            videos, dims[name], np.dtype(plan.layout.frame_dtype), width
         )
     x, y = assemble_numpy(plan, columns, rng)
     if with_ids:
@@ -342,7 +341,7 @@ def assemble_tf(plan: InputPlan, parsed: dict, view_seed):
         lengths = tf.cast(ragged[0].row_lengths(), tf.int32)
         dense = [r.to_tensor(shape=[None, width, r.shape[-1]]) for r in ragged]
         if dense[0].dtype == tf.uint8:
-            dense = [tf.cast(d, tf.float32) * SCALE + BIAS for d in dense]
+            dense = [dequantize_tf(d) for d in dense]
         return tf.concat(dense, axis=-1), lengths
 
     if plan.teacher or plan.student_from_full:

@@ -7,7 +7,6 @@ TensorFlow; a gs:// job dir needs TensorFlow, as production training has.
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 
 
@@ -62,22 +61,33 @@ def write_text(path: str, text: str) -> None:
     os.replace(temp, path)
 
 
-def upload(local_path: str, path: str) -> None:
-    """Move a finished local file to `path` atomically (rename locally, copy to GCS)."""
+def save_weights(model, path: str) -> None:
+    """`model.save_weights` to `path` whole or not at all, so a killed process never
+    leaves half a file: on local disk written beside `path` and renamed (a rename within
+    one file system is atomic); for GCS written locally and copied (an object appears
+    only when complete)."""
     if is_remote(path):
-        _gfile().copy(local_path, path, overwrite=True)
-        os.remove(local_path)
-    else:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        os.replace(local_path, path)
+        with tempfile.TemporaryDirectory() as local:
+            written = os.path.join(local, os.path.basename(path))
+            model.save_weights(written)
+            _gfile().copy(written, path, overwrite=True)
+        return
+    directory, name = os.path.split(path)
+    os.makedirs(directory or ".", exist_ok=True)
+    written = os.path.join(directory, f".tmp-{os.getpid()}-{name}")  # keeps Keras's .weights.h5 suffix
+    model.save_weights(written)
+    os.replace(written, path)
 
 
-def download(path: str, local_dir: str) -> str:
+def load_weights(model, path: str) -> None:
+    """`model.load_weights` from a local or gs:// path."""
     if not is_remote(path):
-        return path
-    local = os.path.join(local_dir, os.path.basename(path))
-    _gfile().copy(path, local, overwrite=True)
-    return local
+        model.load_weights(path)
+        return
+    with tempfile.TemporaryDirectory() as local:
+        copy = os.path.join(local, os.path.basename(path))
+        _gfile().copy(path, copy, overwrite=True)
+        model.load_weights(copy)
 
 
 def remove(path: str) -> None:
@@ -86,14 +96,6 @@ def remove(path: str) -> None:
             _gfile().remove(path)
     elif os.path.exists(path):
         os.remove(path)
-
-
-def rmtree(path: str) -> None:
-    if is_remote(path):
-        if _gfile().exists(path):
-            _gfile().rmtree(path)
-    else:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def listdir(path: str) -> list[str]:

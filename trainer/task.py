@@ -10,6 +10,7 @@ resumes a preempted job from its last checkpoint.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -212,10 +213,11 @@ def train(config: TrainConfig, checkpoint_dir: str, environ=None, verbose=None) 
     backend = keras.backend.backend()
 
     # Inputs and their compatibility with the run, before any model is built.
-    _, manifest = I.load_layout(config.train)
+    _, train_manifest = I.load_layout(config.train)
     teacher_config = _read_teacher_config(config) if config.mode == SERIAL else None
     features = config.features
-    label_space = LabelSpace.build(config.label_space, manifest.get("num_classes", 0), config.vocabulary)
+    num_entities = train_manifest.get("num_classes", 0)
+    label_space = LabelSpace.build(config.label_space, num_entities, config.vocabulary)
     if teacher_config is not None:
         _check_teacher_matches(config, teacher_config)
     view = config.student_view
@@ -223,20 +225,20 @@ def train(config: TrainConfig, checkpoint_dir: str, environ=None, verbose=None) 
     eval_plan = None
     if config.eval:
         eval_plan = I.plan_inputs(config.eval, config.mode, view.serving_view, features, label_space, "eval")
-    fmt = I.resolve_format(config.train, config.input_format, backend)
-    eval_fmt = I.resolve_format(config.eval, config.input_format, backend) if config.eval else None
-    zscore = zscore_parameters(config.train, manifest)
+    fmt = I.resolve_format(plan, config.input_format, backend)
+    eval_fmt = I.resolve_format(eval_plan, config.input_format, backend) if eval_plan else None
+    zscore = zscore_parameters(plan.dataset_dir, plan.manifest)
     if zscore is not None and tuple(features) != F.FRAME_FEATURES:
         raise I.InputMismatch("a z-scored dataset needs --features rgb,audio (the analysis covers both)")
     if eval_plan is not None:
-        _check_same_zscore(zscore, zscore_parameters(config.eval, I.load_layout(config.eval)[1]))
+        _check_same_zscore(zscore, zscore_parameters(eval_plan.dataset_dir, eval_plan.manifest))
 
     if config.mixed_precision == "on" or (config.mixed_precision == "auto" and _gpu_visible()):
         keras.mixed_precision.set_global_policy("mixed_float16" if backend != "jax" else "mixed_bfloat16")
 
     _write_or_check_config(config, chief)
     strategy = choose_strategy(environ)
-    scope = strategy.scope() if strategy is not None else _null_scope()
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     input_dim = feature_dim(features)
     student_width = 1 if plan.video_level else view.max_selected
     teacher_width = 1 if plan.video_level else F.MAX_FRAMES
@@ -249,7 +251,7 @@ def train(config: TrainConfig, checkpoint_dir: str, environ=None, verbose=None) 
             teacher = FramesClassifier(config.teacher.spec(), label_space.num_classes, input_dim, zscore)
             teacher.build_on(teacher_width)
         elif config.mode == SERIAL:
-            teacher = load_trained(config.teacher_dir, "teacher", zscore, teacher_width)
+            teacher = load_trained(config.teacher_dir, teacher_config, "teacher", zscore, teacher_width)
         if config.mode != TEACHER:
             student = FramesClassifier(config.student.spec(), label_space.num_classes, input_dim, zscore)
             student.build_on(student_width)
@@ -332,15 +334,9 @@ def train(config: TrainConfig, checkpoint_dir: str, environ=None, verbose=None) 
         "metrics": {k: float(v) for k, v in history.items()},
     }
     if outcome == "completed" and chief:
-        summary["exports"] = _finish(config, model, plan, label_space, manifest)
+        summary["exports"] = _finish(config, model, plan, label_space)
         storage.write_text(storage.join(config.job_dir, SUMMARY_NAME), json.dumps(summary, indent=2))
     return summary
-
-
-def _null_scope():
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 def _verbosity(verbose):
@@ -404,30 +400,21 @@ def _write_or_check_config(config: TrainConfig, chief: bool) -> None:
         storage.write_text(path, config.to_json())
 
 
-def load_trained(job_dir: str, role: str, zscore, width: int):
-    """Rebuild a job's trained `role` model from its saved config and final weights."""
-    import tempfile
-
+def load_trained(job_dir: str, job_config: TrainConfig, role: str, zscore, width: int):
+    """Rebuild a job's trained `role` model from its config (`config.json`) and final weights."""
     from trainer.distill import FramesClassifier
-    from trainer.labels import LabelSpace
 
-    job_config = TrainConfig.from_json(storage.read_text(storage.join(job_dir, CONFIG_NAME)))
-    summary = json.loads(storage.read_text(storage.join(job_dir, WEIGHTS_DIR, f"{role}.json")))
+    saved = json.loads(storage.read_text(storage.join(job_dir, WEIGHTS_DIR, f"{role}.json")))
     choice = job_config.teacher if role == "teacher" else job_config.student
-    label_space = LabelSpace(
-        **{**summary["label_space"], "class_names": tuple(summary["label_space"]["class_names"])}
-    )
-    model = FramesClassifier(choice.spec(), label_space.num_classes, summary["input_dim"], zscore)
+    num_classes = len(saved["label_space"]["class_names"])
+    model = FramesClassifier(choice.spec(), num_classes, saved["input_dim"], zscore)
     model.build_on(width)
-    with tempfile.TemporaryDirectory() as local:
-        model.load_weights(storage.download(storage.join(job_dir, WEIGHTS_DIR, f"{role}.weights.h5"), local))
+    storage.load_weights(model, storage.join(job_dir, WEIGHTS_DIR, f"{role}.weights.h5"))
     return model
 
 
-def _finish(config: TrainConfig, model, plan, label_space, manifest) -> dict:
+def _finish(config: TrainConfig, model, plan, label_space) -> dict:
     """Final weights of each trained model and the export(s); chief only."""
-    import tempfile
-
     from trainer.export import export_classifier
     from trainer.normalization import feature_dim
 
@@ -437,10 +424,7 @@ def _finish(config: TrainConfig, model, plan, label_space, manifest) -> dict:
     if model.student is not None:
         trained["student"] = model.student
     for role, classifier in trained.items():
-        with tempfile.TemporaryDirectory() as local:
-            path = os.path.join(local, f"{role}.weights.h5")
-            classifier.save_weights(path)
-            storage.upload(path, storage.join(config.job_dir, WEIGHTS_DIR, f"{role}.weights.h5"))
+        storage.save_weights(classifier, storage.join(config.job_dir, WEIGHTS_DIR, f"{role}.weights.h5"))
         storage.write_text(
             storage.join(config.job_dir, WEIGHTS_DIR, f"{role}.json"),
             json.dumps({"label_space": label_space.to_dict(), "input_dim": feature_dim(config.features)}),
@@ -452,8 +436,6 @@ def _finish(config: TrainConfig, model, plan, label_space, manifest) -> dict:
     for role, directory in targets:
         choice = config.student if role == "student" else config.teacher
         view = config.view if role == "student" and not plan.video_level else "all"
-        if plan.video_level:
-            view = "all"
         metadata = {
             "role": role,
             "model": choice.spec().to_dict(),
@@ -471,12 +453,12 @@ def _finish(config: TrainConfig, model, plan, label_space, manifest) -> dict:
             "vocabulary_sha256": label_space.vocabulary_sha256,
             "schema_version": plan.layout.to_dict()["schema_version"],
             "frame_dtype": plan.layout.frame_dtype,
-            "normalization": manifest.get("normalization"),
+            "normalization": plan.manifest.get("normalization"),
             "training_data": {
                 "dataset": config.train,
-                "input_patterns": manifest.get("input_patterns"),
-                "videos": manifest.get("videos"),
-                "created": manifest.get("created"),
+                "input_patterns": plan.manifest.get("input_patterns"),
+                "videos": plan.num_videos,
+                "created": plan.manifest.get("created"),
             },
             "mode": config.mode,
             "job_dir": config.job_dir,
