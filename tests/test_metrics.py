@@ -10,6 +10,8 @@ from trainer.metrics import (
     MetricsAccumulator,
     average_precision,
     precision_recall_curve,
+    ScoredVideos,
+    score_videos,
     top_k_entries,
 )
 
@@ -362,3 +364,31 @@ def test_errors():
         MetricsAccumulator(4, top_k=0)
     with pytest.raises(ValueError):
         MetricsAccumulator.merge_all([])
+
+
+# --- ScoredVideos: what a distributed job ships and a bootstrap resamples ---------------
+
+
+def test_scored_videos_take_equals_scoring_the_chosen_videos():
+    rng = np.random.default_rng(11)
+    predictions = rng.random((30, 9)).astype(np.float32)
+    predictions[:, 3] = predictions[:, 4]  # ties within videos
+    labels = [rng.choice(9, size=rng.integers(0, 4), replace=False) for _ in range(30)]
+    scored = score_videos(predictions, labels, top_k=4)
+    pick = rng.integers(0, 30, size=45)  # with repeats, as a bootstrap draws
+    taken = scored.take(pick)
+    expected = score_videos(predictions[pick], [labels[i] for i in pick], top_k=4)
+    for name in ScoredVideos._fields:
+        np.testing.assert_array_equal(getattr(taken, name), getattr(expected, name), err_msg=name)
+    assert [list(x) for x in taken.labels()] == [sorted(labels[i]) for i in pick]
+    from_scored = MetricsAccumulator(9, top_k=4).add_scored(taken).result()
+    from_predictions = MetricsAccumulator(9, top_k=4).add_batch(predictions[pick], [labels[i] for i in pick])
+    assert from_scored == from_predictions.result()
+
+
+def test_add_scored_refuses_other_k_and_out_of_range_labels():
+    scored = score_videos(np.eye(3, dtype=np.float32), [[0], [1], [2]], top_k=2)
+    with pytest.raises(ValueError, match="2 entries each, expected 3"):
+        MetricsAccumulator(3, top_k=3).add_scored(scored)
+    with pytest.raises(ValueError, match=r"label indices must be in \[0, 2\)"):
+        MetricsAccumulator(2, top_k=2).add_scored(scored._replace(classes=scored.classes))

@@ -136,6 +136,63 @@ def top_k_entries(predictions, labels, top_k: int = DEFAULT_TOP_K) -> TopKEntrie
     )
 
 
+class ScoredVideos(NamedTuple):
+    """What the metrics keep of each video of a batch: its top-k entries and per-video
+    facts. `score_videos` makes it from full predictions; it is also what a distributed
+    job ships between workers (k entries a video, never the C scores), and
+    `MetricsAccumulator.add_scored` takes it back, so metrics over a subset of videos
+    (a bootstrap resample) need no predictions.
+    """
+
+    classes: np.ndarray  # [B, k] int32, score-descending, equal scores by ascending class
+    scores: np.ndarray  # [B, k]
+    is_label: np.ndarray  # [B, k] bool
+    perr: np.ndarray  # [B] float64, precision at the video's own number of labels
+    num_labels: np.ndarray  # [B] int64
+    labels_flat: np.ndarray  # [sum(num_labels)] int64, every video's label indices in order
+
+    def take(self, indices) -> ScoredVideos:
+        """The videos at `indices` (repeats allowed), in that order."""
+        indices = np.asarray(indices, dtype=np.int64)
+        starts = np.cumsum(self.num_labels) - self.num_labels
+        counts = self.num_labels[indices]
+        flat = np.repeat(starts[indices] - (np.cumsum(counts) - counts), counts) + np.arange(counts.sum())
+        return ScoredVideos(
+            self.classes[indices], self.scores[indices], self.is_label[indices],
+            self.perr[indices], counts, self.labels_flat[flat],
+        )  # fmt: skip
+
+    def labels(self) -> list[np.ndarray]:
+        """Each video's label indices."""
+        return np.split(self.labels_flat, np.cumsum(self.num_labels)[:-1]) if len(self.num_labels) else []
+
+
+def score_videos(predictions, labels, top_k: int = DEFAULT_TOP_K) -> ScoredVideos:
+    """Reduce `[B, C]` predictions and their labels to what the metrics need per video."""
+    predictions = _check_predictions(predictions, None)
+    batch, num_classes = predictions.shape
+    dense = _dense_labels(labels, batch, num_classes)
+    k = _effective_k(top_k, num_classes)
+    classes = _top_k_classes(predictions, k)
+    rows = np.arange(batch)[:, None]
+    scores = predictions[rows, classes]
+    is_label = dense[rows, classes]
+    n_labels = dense.sum(axis=1, dtype=np.int64)
+    # PERR: the n top classes of a video with n <= k labels are the first n entries.
+    counted = is_label & (scores > 0)
+    within = np.arange(k)[None, :] < n_labels[:, None]
+    perr = np.zeros(batch, dtype=np.float64)
+    has = n_labels > 0
+    perr[has] = np.count_nonzero(counted & within, axis=1)[has] / n_labels[has]
+    for row in np.nonzero(n_labels > k)[0]:
+        n = int(n_labels[row])
+        top = np.lexsort((np.arange(num_classes), -predictions[row]))[:n]
+        perr[row] = np.count_nonzero(dense[row, top] & (predictions[row, top] > 0)) / n
+    return ScoredVideos(
+        classes.astype(np.int32), scores, is_label, perr, n_labels, np.nonzero(dense)[1].astype(np.int64)
+    )
+
+
 class MetricsAccumulator:
     """GAP, mAP, Hit@1 and PERR over any number of batches and merged partial results.
 
@@ -173,39 +230,27 @@ class MetricsAccumulator:
     def add_batch(self, predictions, labels, video_ids: Sequence | None = None) -> MetricsAccumulator:
         """Add `[B, C]` scores and their labels (multi-hot `[B, C]` or B index arrays)."""
         predictions = _check_predictions(predictions, self.num_classes)
-        batch = predictions.shape[0]
-        dense = _dense_labels(labels, batch, self.num_classes)
+        return self.add_scored(score_videos(predictions, labels, self.top_k), video_ids)
+
+    def add_scored(self, scored: ScoredVideos, video_ids: Sequence | None = None) -> MetricsAccumulator:
+        """Add videos already reduced by `score_videos` (same `top_k` and class count)."""
+        batch = len(scored.num_labels)
         if video_ids is not None and len(video_ids) != batch:
             raise ValueError(f"{len(video_ids)} video ids for {batch} predictions")
         if batch == 0:
             return self
-        k = self._k
-        classes = _top_k_classes(predictions, k)
-        rows = np.arange(batch)[:, None]
-        scores = predictions[rows, classes]
-        is_label = dense[rows, classes]
-        n_labels = dense.sum(axis=1, dtype=np.int64)
-
-        hits = is_label[:, 0].copy()  # top-1 = argmax, lowest class among equal scores
-
-        # PERR: the n top classes of a video with n <= k labels are the first n entries.
-        counted = is_label & (scores > 0)
-        within = np.arange(k)[None, :] < n_labels[:, None]
-        perr = np.zeros(batch, dtype=np.float64)
-        has = n_labels > 0
-        perr[has] = np.count_nonzero(counted & within, axis=1)[has] / n_labels[has]
-        for row in np.nonzero(n_labels > k)[0]:
-            n = int(n_labels[row])
-            top = np.lexsort((np.arange(self.num_classes), -predictions[row]))[:n]
-            perr[row] = np.count_nonzero(dense[row, top] & (predictions[row, top] > 0)) / n
-
-        self._scores.append(scores)
-        self._classes.append(classes.astype(np.int32))
-        self._is_label.append(is_label)
-        self._hits.append(hits)
-        self._perr.append(perr)
-        self._video_positives.append(n_labels)
-        self._class_positives += dense.sum(axis=0, dtype=np.int64)
+        if scored.classes.shape != (batch, self._k):
+            raise ValueError(f"scored videos hold {scored.classes.shape[1]} entries each, expected {self._k}")
+        positives = np.asarray(scored.labels_flat, dtype=np.int64)
+        if positives.size and (positives.min() < 0 or positives.max() >= self.num_classes):
+            raise ValueError(f"label indices must be in [0, {self.num_classes})")
+        self._scores.append(np.asarray(scored.scores))
+        self._classes.append(np.asarray(scored.classes, dtype=np.int32))
+        self._is_label.append(np.asarray(scored.is_label, dtype=bool))
+        self._hits.append(np.asarray(scored.is_label, dtype=bool)[:, 0].copy())
+        self._perr.append(np.asarray(scored.perr, dtype=np.float64))
+        self._video_positives.append(np.asarray(scored.num_labels, dtype=np.int64))
+        self._class_positives += np.bincount(positives, minlength=self.num_classes)
         self._video_ids.extend(video_ids if video_ids is not None else [None] * batch)
         self._num_videos += batch
         return self
