@@ -8,9 +8,9 @@ import pytest
 
 from trainer.metrics import (
     MetricsAccumulator,
+    ScoredVideos,
     average_precision,
     precision_recall_curve,
-    ScoredVideos,
     score_videos,
     top_k_entries,
 )
