@@ -222,6 +222,40 @@ class DatasetLayout:
             deterministic=True
         )
 
+    def row_from_tf_example(self, serialized: bytes, columns: Sequence[str] | None = None) -> dict:
+        """Inverse of `to_tf_example` with protobuf and numpy only (one record, no TF ops).
+
+        Raises ValueError naming the column when the record does not hold this layout.
+        """
+        from tensorflow.core.example import example_pb2
+
+        features = example_pb2.Example.FromString(serialized).features.feature
+        row = {}
+        for c in self.columns():
+            if columns is not None and c.name not in columns:
+                continue
+            if c.name not in features:
+                raise ValueError(f"record has no column {c.name!r}")
+            feature = features[c.name]
+            if c.role == STRING:
+                row[c.name] = feature.bytes_list.value[0].decode() if feature.bytes_list.value else ""
+            elif c.role == INT:
+                row[c.name] = int(feature.int64_list.value[0])
+            elif c.role == INT_LIST:
+                dtype = _NUMPY_INT_LIST_TYPES.get(c.name, np.int64)
+                row[c.name] = np.asarray(feature.int64_list.value, dtype=dtype)
+            elif c.role in (FLOAT_LIST, VECTOR):
+                row[c.name] = np.asarray(feature.float_list.value, dtype=np.float32)
+                if c.role == VECTOR and row[c.name].shape != (c.dim,):
+                    raise ValueError(f"column {c.name!r} holds {row[c.name].size} values, expected {c.dim}")
+            else:
+                data = b"".join(feature.bytes_list.value)
+                dtype = np.dtype(self.frame_dtype).newbyteorder("<")
+                if len(data) % (c.dim * dtype.itemsize):
+                    raise ValueError(f"column {c.name!r} holds {len(data)} bytes, not whole frames")
+                row[c.name] = np.frombuffer(data, dtype=dtype).reshape(-1, c.dim)
+        return row
+
     def tf_feature_spec(self) -> dict:
         import tensorflow as tf
 

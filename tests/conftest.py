@@ -83,3 +83,22 @@ def make_dataset(
 def tiny_frame_dataset(tmp_path_factory) -> pathlib.Path:
     """40 short videos, 8 classes, student view every_n:4 plus the full view."""
     return make_dataset(tmp_path_factory.mktemp("tiny-frame"))
+
+
+def train_job(argv) -> dict:
+    """Train through `trainer.task` in this process (the command line's code path)."""
+    from trainer import task
+
+    args = task.build_parser().parse_args(argv)
+    config, checkpoint_dir = task.config_from_args(args, {})
+    return task.train(config, checkpoint_dir, verbose=0)
+
+
+@pytest.fixture(scope="session")
+def student_export(tmp_path_factory, tiny_frame_dataset) -> pathlib.Path:
+    """A dbof-small student (every_n:4) trained briefly on the tiny dataset; its export."""
+    job = tmp_path_factory.mktemp("export-job")
+    train_job(["--train", str(tiny_frame_dataset), "--job-dir", str(job), "--mode", "student",
+               "--student", "dbof-small", "--view", "every_n:4", "--epochs", "2", "--batch-size", "8",
+               "--verbose", "0"])  # fmt: skip
+    return job / "export"

@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pyarrow.parquet as pq
-import pytest
 
 from schemas import features as F
 from tests.conftest import REPO_ROOT, make_dataset
@@ -37,15 +36,6 @@ def _dataset_rows(dataset):
     for path in dataset_files(str(dataset), "parquet"):
         rows += layout.rows_from_table(pq.read_table(path))
     return rows
-
-
-@pytest.fixture(scope="module")
-def student_export(tmp_path_factory, tiny_frame_dataset):
-    job = tmp_path_factory.mktemp("export-job")
-    _train(["--train", str(tiny_frame_dataset), "--job-dir", str(job), "--mode", "student",
-            "--student", "dbof-small", "--view", "every_n:4", "--epochs", "2", "--batch-size", "8",
-            "--verbose", "0"])  # fmt: skip
-    return job / "export"
 
 
 def test_export_carries_its_metadata(student_export, tiny_frame_dataset):
@@ -127,9 +117,8 @@ def test_beam_run_inference_scores_raw_records_with_the_export(student_export, t
         assert got == expected_top, (got, expected_top)
 
     with TestPipeline() as pipeline:
-        keyed = (
-            pipeline
-            | beam.Create(list(zip([v.decode() for v in expected["video_id"]], records, strict=True)))
+        keyed = pipeline | beam.Create(
+            list(zip([v.decode() for v in expected["video_id"]], records, strict=True))
         )
         assert_that(keyed | RunInference(handler), check)
 

@@ -81,6 +81,33 @@ def test_frame_rows_round_trip_through_tf_examples(layout):
             assert np.array_equal(frames, row[column.name]), column.name
 
 
+@pytest.mark.parametrize("layout", LAYOUTS + [DatasetLayout(F.VIDEO_LEVEL)], ids=lambda layout: layout.frame_dtype)
+def test_rows_round_trip_through_one_tf_example_without_tf_ops(layout):
+    if layout.kind == F.VIDEO_LEVEL:
+        rng = np.random.default_rng(5)
+        rows = [
+            {F.ID: "v", F.LABELS: np.array([3, 1], np.int32),
+             F.MEAN_RGB: rng.normal(size=1024).astype(np.float32),
+             F.MEAN_AUDIO: rng.normal(size=128).astype(np.float32)}
+        ]  # fmt: skip
+    else:
+        rows = _frame_rows(layout, np.random.default_rng(4))
+    _assert_rows_equal(layout, [layout.row_from_tf_example(layout.to_tf_example(r)) for r in rows], rows)
+
+
+def test_row_from_tf_example_names_what_is_wrong():
+    layout = LAYOUTS[0]
+    row = _frame_rows(layout, np.random.default_rng(6))[0]  # one float16 frame: half a float32 one
+    with pytest.raises(ValueError, match="record has no column"):
+        DatasetLayout(F.FRAME_LEVEL, "float16", view="every_n:10").row_from_tf_example(
+            DatasetLayout(F.VIDEO_LEVEL).to_tf_example(
+                {F.ID: "v", F.LABELS: [1], F.MEAN_RGB: np.zeros(1024), F.MEAN_AUDIO: np.zeros(128)}
+            )
+        )
+    with pytest.raises(ValueError, match="not whole frames"):
+        DatasetLayout(F.FRAME_LEVEL, "float32", view="every_n:10").row_from_tf_example(layout.to_tf_example(row))
+
+
 def test_video_level_round_trip_in_both_encodings():
     layout = DatasetLayout(F.VIDEO_LEVEL, "float32")
     rng = np.random.default_rng(3)

@@ -26,7 +26,11 @@ class Vocabulary:
     @classmethod
     def read(cls, path: str) -> Vocabulary:
         with open(path, "rb") as f:
-            content = f.read()
+            return cls.from_bytes(f.read(), path)
+
+    @classmethod
+    def from_bytes(cls, content: bytes, path: str = "vocabulary") -> Vocabulary:
+        """A vocabulary CSV's content (read from anywhere: local, gs://)."""
         rows = list(csv.DictReader(content.decode("utf-8").splitlines()))
         missing = [c for c in VOCABULARY_COLUMNS if rows and c not in rows[0]]
         if not rows or missing:

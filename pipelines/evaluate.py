@@ -1,0 +1,560 @@
+"""Evaluate an exported model on a partition with Beam: exact YouTube-8M metrics.
+
+    python -m pipelines.evaluate --model JOB_DIR_OR_EXPORT --input 'gs://b/validate*.tfrecord' \
+        --output gs://b/eval/student [--vocabulary vocabulary.csv] [Beam pipeline options]
+
+Steps: read (raw shards or a preprocessed dataset) -> validate (bad records to the dead
+letter with their reason) -> RunInference with the export, batched, loaded once per
+worker -> one compact record per video (top-k entries; never the C scores) -> metrics
+by a combiner that merges partial results across workers -> `metrics.json`,
+`per_class.csv`, `videos.parquet`, `predictions.csv` (Kaggle format), `failed-*.jsonl`,
+`report.html` (see `pipelines.evaluation_outputs`). Rated 2019 segments, when the input
+has them, are scored on their own frames and give segment mAP@100000.
+
+`predict` (`pipelines.predict`) is this job without labels or metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import logging
+import math
+import sys
+import time
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+
+from pipelines import evaluation_outputs as out
+from pipelines import failures, manifest, runner, scoring
+from trainer.labels import Vocabulary
+from trainer.metrics import DEFAULT_TOP_K, MetricsAccumulator, ScoredVideos
+
+_LOG = logging.getLogger(__name__)
+
+SEGMENT_TOP_K = 100_000  # the 2019 challenge's mAP@K
+OUTPUT_ENTRIES = (
+    out.METRICS_FILE,
+    out.PER_CLASS_FILE,
+    out.VIDEOS_FILE,
+    out.PREDICTIONS_CSV,
+    out.PREDICTIONS_JSONL,
+    out.REPORT_FILE,
+    out.SEGMENTS_FILE,
+    "summary.json",
+)
+PREDICTIONS_HEADER = "VideoId,LabelConfidencePairs"
+
+
+class UsageError(ValueError):
+    """A problem with the command line or its inputs, found before any work."""
+
+
+# ----- combiners ------------------------------------------------------------------------------
+def scored_from_records(records: list[dict]) -> ScoredVideos:
+    """Per-video records (`VIDEO_SCHEMA` dicts) -> `ScoredVideos` for the metrics."""
+    classes = np.array([r["top_classes"] for r in records], dtype=np.int32)
+    scores = np.array([r["top_scores"] for r in records], dtype=np.float32)
+    labels = [np.asarray(r["labels"], dtype=np.int64) for r in records]
+    num_labels = np.array([len(x) for x in labels], dtype=np.int64)
+    flat = np.concatenate(labels) if labels else np.zeros(0, np.int64)
+    width = int(max(classes.max(initial=-1), flat.max(initial=-1))) + 1
+    video = np.repeat(np.arange(len(records), dtype=np.int64), num_labels)
+    is_label = np.isin(
+        np.arange(len(records), dtype=np.int64)[:, None] * width + classes, video * width + flat
+    )
+    perr = np.array([r["perr"] for r in records], dtype=np.float64)
+    return ScoredVideos(classes, scores, is_label, perr, num_labels, flat)
+
+
+class _PartialMetrics:
+    """A MetricsAccumulator plus records not yet added (added in blocks, not one by one)."""
+
+    def __init__(self, num_classes: int, top_k: int):
+        self.metrics = MetricsAccumulator(num_classes, top_k)
+        self.pending: list[dict] = []
+
+    def flush(self) -> _PartialMetrics:
+        if self.pending:
+            self.metrics.add_scored(scored_from_records(self.pending), [r["id"] for r in self.pending])
+            self.pending = []
+        return self
+
+
+class MetricsCombineFn(beam.CombineFn):
+    """Per-video records -> GAP, mAP, Hit@1, PERR and per-class AP, merged across workers.
+
+    State is k entries a video (`trainer.metrics`), so the combine's memory is bounded
+    by top_k x videos, never by classes x videos.
+    """
+
+    def __init__(self, num_classes: int, top_k: int = DEFAULT_TOP_K, block: int = 1024):
+        self._num_classes, self._top_k, self._block = num_classes, top_k, block
+
+    def create_accumulator(self):
+        return _PartialMetrics(self._num_classes, self._top_k)
+
+    def add_input(self, partial, record):
+        partial.pending.append(record)
+        if len(partial.pending) >= self._block:
+            partial.flush()
+        return partial
+
+    def merge_accumulators(self, partials):
+        merged = self.create_accumulator()
+        merged.metrics = MetricsAccumulator.merge_all([p.flush().metrics for p in partials])
+        return merged
+
+    def compact(self, partial):
+        return partial.flush()
+
+    def extract_output(self, partial):
+        metrics = partial.flush().metrics
+        if metrics.num_videos == 0:
+            return None
+        return {"metrics": metrics.result(), "per_class": metrics.per_class()}
+
+
+class VideoStatsFn(beam.CombineFn):
+    """Counts and sums over scored videos: frames, frames read, model time."""
+
+    FIELDS = ("videos", "num_frames", "frames_read", "model_seconds")
+
+    def create_accumulator(self):
+        return [0, 0, 0, 0.0]
+
+    def add_input(self, acc, record):
+        acc[0] += 1
+        acc[1] += record["num_frames"]
+        acc[2] += record["frames_read"]
+        acc[3] += record["model_seconds"]
+        return acc
+
+    def merge_accumulators(self, accs):
+        return [sum(values) for values in zip(*accs, strict=True)]
+
+    def extract_output(self, acc):
+        videos, num_frames, frames_read, seconds = acc
+        return {
+            "videos": videos,
+            "mean_num_frames": num_frames / videos if videos else 0.0,
+            "mean_frames_read": frames_read / videos if videos else 0.0,
+            "fraction_read": frames_read / num_frames if num_frames else 0.0,
+            "model_seconds": seconds,
+            "model_seconds_per_video": seconds / videos if videos else 0.0,
+        }
+
+
+class SegmentMapFn(beam.CombineFn):
+    """(class, score, positive) ratings -> segment mAP@K over the rated (segment, class) pairs.
+
+    Per class, the rated segments are ranked by the model's score for that class (equal
+    scores: negatives first, as for GAP) and the top K kept; AP@K = sum of precision@i
+    at each positive in the top K / min(K, positives of the class) (the starter's
+    `ap_at_n`). mAP averages the classes with at least one positive rating. Each
+    accumulator keeps at most K ratings per class.
+    """
+
+    def __init__(self, k: int = SEGMENT_TOP_K):
+        self._k = k
+
+    def create_accumulator(self):
+        return {}  # class -> [positives, segments, list of (score, not positive)]
+
+    def add_input(self, acc, rating):
+        cls, score, positive = rating
+        entry = acc.setdefault(int(cls), [0, 0, []])
+        entry[0] += int(positive)
+        entry[1] += 1
+        entry[2].append((float(score), not positive))
+        if len(entry[2]) > 2 * self._k:
+            entry[2] = self._top(entry[2])
+        return acc
+
+    def _top(self, ratings):
+        # Highest score first; among equal scores negatives (not positive = True) first.
+        return heapq.nlargest(self._k, ratings)
+
+    def merge_accumulators(self, accs):
+        merged = {}
+        for acc in accs:
+            for cls, (positives, segments, ratings) in acc.items():
+                entry = merged.setdefault(cls, [0, 0, []])
+                entry[0] += positives
+                entry[1] += segments
+                entry[2] = self._top(entry[2] + ratings)
+        return merged
+
+    def extract_output(self, acc):
+        aps = {}
+        pairs = 0
+        for cls, (positives, segments, ratings) in acc.items():
+            pairs += segments
+            if positives == 0:
+                continue
+            ranked = self._top(ratings)
+            hits, total = 0, 0.0
+            for rank, (_, negative) in enumerate(ranked, start=1):
+                if not negative:
+                    hits += 1
+                    total += hits / rank
+            aps[cls] = total / min(self._k, positives)
+        return {
+            "map_at_k": math.fsum(aps.values()) / len(aps) if aps else 0.0,
+            "k": self._k,
+            "num_rated_pairs": pairs,
+            "num_classes_with_positives": len(aps),
+        }
+
+
+# ----- names, predictions ------------------------------------------------------------------------
+class ClassNames:
+    """Names and verticals of the model's classes, from a vocabulary or the export."""
+
+    def __init__(self, metadata: dict, vocabulary: Vocabulary | None):
+        names = list(metadata.get("class_names") or [str(i) for i in range(int(metadata["num_classes"]))])
+        verticals = [""] * len(names)
+        if metadata.get("label_space") == "verticals":
+            verticals = list(names)
+        elif vocabulary is not None:
+            names, verticals = list(vocabulary.names), list(vocabulary.verticals)
+        self.names, self.verticals = names, verticals
+
+    def matching(self, label: str | None, vertical: str | None) -> set[int]:
+        return {
+            c
+            for c in range(len(self.names))
+            if (label is not None and self.names[c] == label)
+            or (vertical is not None and self.verticals[c] == vertical)
+        }
+
+
+def read_vocabulary(path: str | None, metadata: dict) -> Vocabulary | None:
+    if not path:
+        return None
+    try:
+        with FileSystems.open(path) as stream:
+            vocabulary = Vocabulary.from_bytes(stream.read(), path)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"--vocabulary {path}: {error}") from None
+    expected = int(metadata.get("num_entities") or metadata["num_classes"])
+    if len(vocabulary.names) != expected:
+        raise UsageError(f"--vocabulary {path} has {len(vocabulary.names)} classes, the model {expected}")
+    trained = metadata.get("vocabulary_sha256")
+    if trained and trained != vocabulary.sha256:
+        raise UsageError(
+            f"--vocabulary {path} is not the vocabulary the model was trained with (sha256 differs)"
+        )
+    return vocabulary
+
+
+def prediction_line(record: dict) -> str:
+    """`VideoId,LabelConfidencePairs` with the top entries by score (the starter's format)."""
+    pairs = " ".join(f"{c} {s:.6f}" for c, s in zip(record["top_classes"], record["top_scores"], strict=True))
+    return f"{record['id']},{pairs}"
+
+
+def prediction_json(record: dict, names: ClassNames) -> str:
+    return json.dumps(
+        {
+            "id": record["id"],
+            "predictions": [
+                {
+                    "class": c,
+                    "name": names.names[c],
+                    "vertical": names.verticals[c],
+                    "score": round(float(s), 6),
+                }
+                for c, s in zip(record["top_classes"], record["top_scores"], strict=True)
+            ],
+        }
+    )
+
+
+def passes_filter(record: dict, classes: set[int] | None, min_score: float) -> bool:
+    if classes is None:
+        return True
+    return any(
+        c in classes and s >= min_score
+        for c, s in zip(record["top_classes"], record["top_scores"], strict=True)
+    )
+
+
+# ----- command line --------------------------------------------------------------------------------
+def build_arg_parser(prog: str = "fewframes evaluate", labels: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=(
+            "Score a partition with an exported model and compute YouTube-8M metrics. "
+            if labels
+            else "Score a partition (labels not needed) and write predictions. "
+        )
+        + "Unrecognised flags are Beam pipeline options (--runner, --direct_num_workers, ...).",
+    )
+    parser.add_argument("--model", required=True, help="a training job dir or its export, local or gs://")
+    parser.add_argument(
+        "--input",
+        required=True,
+        action="append",
+        help="raw YouTube-8M shards (glob, local or gs://; repeat or comma-separate) "
+        "or a preprocessed dataset dir",
+    )
+    parser.add_argument("--output", required=True, help="output directory, local or gs://")
+    parser.add_argument("--vocabulary", help="vocabulary CSV for class names and verticals")
+    parser.add_argument(
+        "--top-k", type=int, default=DEFAULT_TOP_K, help="entries per video (metrics and CSV)"
+    )
+    parser.add_argument(
+        "--jsonl", action="store_true", help="also write predictions.jsonl with names and verticals"
+    )
+    parser.add_argument("--only-label", help="predictions only for videos predicted as this class name")
+    parser.add_argument("--only-vertical", help="predictions only for videos predicted in this vertical")
+    parser.add_argument(
+        "--only-min-score", type=float, default=0.5, help="score that counts as 'predicted as'"
+    )
+    parser.add_argument("--batch-size", type=int, default=256, help="largest inference batch")
+    parser.add_argument("--parse-batch-size", type=int, default=64)
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier run's files in --output")
+    if labels:
+        parser.add_argument("--segment-k", type=int, default=SEGMENT_TOP_K, help="K of segment mAP@K")
+        parser.add_argument("--no-report", action="store_true", help="skip report.html")
+    return parser
+
+
+def parse_args(argv, labels: bool = True, prog: str = "fewframes evaluate"):
+    parser = build_arg_parser(prog, labels)
+    args, beam_args = parser.parse_known_args(argv)
+    args.input = [p.strip() for group in args.input for p in group.split(",") if p.strip()]
+    if args.top_k < 1 or args.batch_size < 1 or args.parse_batch_size < 1:
+        parser.error("--top-k, --batch-size and --parse-batch-size must be positive")
+    args.labels = labels
+    return args, beam_args
+
+
+def prepare_output(output: str, overwrite: bool) -> None:
+    """Refuse an output holding files; with `overwrite`, delete an earlier run's files only."""
+    output = output.rstrip("/")
+    existing = [m.path for m in FileSystems.match([output + "/**"])[0].metadata_list]
+    if not existing:
+        return
+    if not overwrite:
+        raise UsageError(f"{output} already holds files ({len(existing)}); pass --overwrite to replace them")
+    ours = [p for p in existing if _is_output_entry(p[len(output) + 1 :])]
+    if len(ours) != len(existing):
+        foreign = next(p for p in existing if p not in ours)
+        raise UsageError(
+            f"{output} holds files that no evaluation wrote (e.g. {foreign}); choose another --output"
+        )
+    FileSystems.delete(ours)
+
+
+def _is_output_entry(name: str) -> bool:
+    return "/" not in name and (name in OUTPUT_ENTRIES or name.startswith(out.FAILED_PREFIX + "-"))
+
+
+# ----- the pipeline -----------------------------------------------------------------------------
+def build_pipeline(pipeline, args, plan: scoring.ScoringPlan, names: ClassNames) -> None:
+    output = args.output.rstrip("/")
+    videos = pipeline | "ReadVideos" >> scoring.ReadVideos(plan, args.parse_batch_size)
+    scored = videos["rows"] | "ScoreVideos" >> scoring.ScoreVideos(
+        plan, args.top_k, max_batch_size=args.batch_size
+    )
+    records = scored["scored"]
+    failed = (videos["failed"], scored["failed"]) | "AllFailures" >> beam.Flatten()
+    completed = [failed | "WriteFailures" >> failures.WriteJsonLines(out.join(output, out.FAILED_PREFIX))]
+
+    classes = None
+    if args.only_label or args.only_vertical:
+        classes = names.matching(args.only_label, args.only_vertical)
+    shown = records | "FilterPredictions" >> beam.Filter(passes_filter, classes, args.only_min_score)
+    completed.append(
+        shown
+        | "FormatCsv" >> beam.Map(prediction_line)
+        | "WriteCsv"
+        >> beam.io.WriteToText(
+            out.join(output, "predictions"),
+            file_name_suffix=".csv",
+            shard_name_template="",
+            header=PREDICTIONS_HEADER,
+        )
+    )
+    if args.jsonl:
+        completed.append(
+            shown
+            | "FormatJsonl" >> beam.Map(prediction_json, names)
+            | "WriteJsonl"
+            >> beam.io.WriteToText(
+                out.join(output, "predictions"), file_name_suffix=".jsonl", shard_name_template=""
+            )
+        )
+
+    side = {
+        "read_count": beam.pvalue.AsSingleton(videos["read_count"]),
+        "failed_count": beam.pvalue.AsSingleton(failed | "CountFailed" >> beam.combiners.Count.Globally()),
+        "stats": beam.pvalue.AsSingleton(records | "VideoStats" >> beam.CombineGlobally(VideoStatsFn())),
+    }
+    if args.labels:
+        completed.append(
+            records
+            | "WriteVideos"
+            >> beam.io.WriteToParquet(
+                out.join(output, "videos"),
+                out.VIDEO_SCHEMA,
+                file_name_suffix=".parquet",
+                shard_name_template="",
+                codec="zstd",
+            )
+        )
+        side["metrics"] = beam.pvalue.AsSingleton(
+            records | "Metrics" >> beam.CombineGlobally(MetricsCombineFn(plan.num_classes, args.top_k))
+        )
+        if plan.segments:
+            side["segments"] = beam.pvalue.AsSingleton(
+                videos["rows"]
+                | "ScoreSegments" >> scoring.ScoreSegments(plan, args.batch_size)
+                | "SegmentMap" >> beam.CombineGlobally(SegmentMapFn(args.segment_k))
+            )
+    side["completed"] = beam.pvalue.AsList(completed | "AllOtherOutputs" >> beam.Flatten())
+    base = {
+        "model": plan.model_identity(),
+        "input": plan.identity(),
+        "top_k": args.top_k,
+        "fewframes_version": manifest.code_version(),
+    }
+    (
+        pipeline
+        | "SummaryTrigger" >> beam.Create([None])
+        | "WriteSummary" >> beam.Map(_write_summary, output, summary_file(args.labels), base, names, **side)
+    )
+
+
+def summary_file(labels: bool) -> str:
+    return out.METRICS_FILE if labels else "summary.json"
+
+
+def _write_summary(
+    _, output, name, base, names, read_count, failed_count, stats, completed, metrics=None, segments=None
+):
+    del completed  # a side input only so that this step runs after every other write
+    summary = dict(base)
+    summary.update(
+        {
+            "num_records": read_count,
+            "num_videos": stats["videos"],
+            "num_failed": failed_count,
+            "balanced": read_count == stats["videos"] + failed_count,
+            "frames": {k: stats[k] for k in ("mean_num_frames", "mean_frames_read", "fraction_read")},
+            "timing": {k: stats[k] for k in ("model_seconds", "model_seconds_per_video")},
+        }
+    )
+    if metrics is not None:
+        summary.update(metrics["metrics"])
+        summary["map"] = summary["map_nonempty_classes"]
+        summary["map_convention"] = (
+            "map = map_nonempty_classes: mean AP over classes with at least one positive video; "
+            "map_all_classes counts classes without positives as 0 (the starter's 'map')"
+        )
+        out.write_per_class(
+            output,
+            [
+                {**row, "name": names.names[row["class"]], "vertical": names.verticals[row["class"]]}
+                for row in metrics["per_class"]
+            ],
+        )
+    if segments is not None:
+        summary["segments"] = segments
+    out.write_bytes(
+        out.join(output, name), json.dumps(summary, indent=2, sort_keys=True).encode(), "application/json"
+    )
+    if not summary["balanced"]:
+        raise RuntimeError(
+            f"record accounting does not balance: read {read_count}, "
+            f"scored {stats['videos']}, failed {failed_count}"
+        )
+    return summary
+
+
+def run(argv=None, test_pipeline=None, labels: bool = True, prog: str = "fewframes evaluate") -> dict:
+    """Run the job; returns what it wrote to metrics.json (summary.json for predict)."""
+    args, beam_args = parse_args(argv, labels, prog)
+    options = PipelineOptions(beam_args)
+    options.view_as(SetupOptions).save_main_session = False
+    try:
+        plan = scoring.plan_scoring(args.model, args.input, args.parse_batch_size)
+    except scoring.ScoringError as error:
+        raise UsageError(str(error)) from None
+    vocabulary = read_vocabulary(args.vocabulary, plan.metadata)
+    names = ClassNames(plan.metadata, vocabulary)
+    if (args.only_label or args.only_vertical) and not names.matching(args.only_label, args.only_vertical):
+        raise UsageError(
+            f"no class is named {args.only_label!r}"
+            if args.only_label
+            else f"no class is in vertical {args.only_vertical!r}"
+        )
+    prepare_output(args.output, args.overwrite)
+    _LOG.info(
+        "%s %d %s files (%s, %s-level) with %s (%s, view %s) -> %s",
+        "evaluating" if labels else "scoring",
+        len(plan.files),
+        plan.source,
+        ",".join(plan.patterns),
+        plan.kind,
+        plan.export_dir,
+        plan.metadata.get("role"),
+        plan.metadata.get("serving_view"),
+        args.output,
+    )
+    pipeline = test_pipeline or runner.create_pipeline(options)
+    build_pipeline(pipeline, args, plan, names)
+    start = time.perf_counter()
+    result = pipeline.run()
+    result.wait_until_finish()
+    wall = time.perf_counter() - start
+    path = out.join(args.output.rstrip("/"), summary_file(labels))
+    summary = json.loads(out.read_bytes(path))
+    summary["timing"]["wall_seconds"] = round(wall, 3)
+    out.write_bytes(path, json.dumps(summary, indent=2, sort_keys=True).encode(), "application/json")
+    if labels and not args.no_report and summary["num_videos"]:
+        from pipelines.report import write_evaluation_report
+
+        write_evaluation_report(args.output.rstrip("/"))
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    lines = [
+        f"videos {summary['num_videos']} scored, {summary['num_failed']} failed "
+        f"(of {summary['num_records']} records); frames read {summary['frames']['fraction_read']:.3f} "
+        f"of the video; model {1000 * summary['timing']['model_seconds_per_video']:.3f} ms/video"
+    ]
+    if "gap" in summary:
+        lines.append(
+            f"GAP {summary['gap']:.4f}  mAP {summary['map']:.4f} "
+            f"(all classes {summary['map_all_classes']:.4f})  "
+            f"Hit@1 {summary['hit_at_1']:.4f}  PERR {summary['perr']:.4f}"
+        )
+    if "segments" in summary:
+        seg = summary["segments"]
+        lines.append(
+            f"segment mAP@{seg['k']} {seg['map_at_k']:.4f} over {seg['num_rated_pairs']} rated pairs"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None, labels: bool = True, prog: str = "fewframes evaluate") -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        summary = run(argv, labels=labels, prog=prog)
+    except UsageError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    print(format_summary(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""Batch-score a partition (labels not needed, e.g. the test set): predictions only.
+
+    python -m pipelines.predict --model JOB_DIR_OR_EXPORT --input 'gs://b/test*.tfrecord' \
+        --output gs://b/predictions [--jsonl --vocabulary vocabulary.csv] [Beam pipeline options]
+
+The evaluation job without metrics (`pipelines.evaluate`): the same reading,
+validation, dead letters and RunInference; writes `predictions.csv` (Kaggle format),
+optionally `predictions.jsonl`, `failed-*.jsonl` and `summary.json` (counts, frames
+read, model time, model and input identity).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from pipelines import evaluate
+
+PROG = "fewframes predict"
+
+
+def run(argv=None, test_pipeline=None) -> dict:
+    return evaluate.run(argv, test_pipeline, labels=False, prog=PROG)
+
+
+def main(argv=None) -> int:
+    return evaluate.main(argv, labels=False, prog=PROG)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,507 @@
+"""The Beam evaluation and prediction jobs end to end, against the export scored directly."""
+
+import csv
+import glob
+import json
+import pathlib
+
+import apache_beam as beam
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipelines import evaluate, predict, tfrecord_io
+from pipelines import evaluation_outputs as out
+from pipelines.runner import local_runner
+from pipelines.synth import SynthConfig, generate
+from schemas import features as F
+from schemas import raw
+from schemas.views import View
+from tests.conftest import make_dataset, random_frames, train_job
+from trainer.export import LoadedExport
+from trainer.metrics import MetricsAccumulator, average_precision, score_videos
+
+
+def _records(pattern: str) -> list[bytes]:
+    records = []
+    for path in sorted(glob.glob(pattern)):
+        with open(path, "rb") as f:
+            records += [r.data for r in tfrecord_io.iter_frames(f)]
+    return records
+
+
+def _labels(record: bytes) -> tuple[str, list[int]]:
+    import tensorflow as tf
+
+    context = tf.train.SequenceExample.FromString(record).context.feature
+    return context[F.ID].bytes_list.value[0].decode(), list(context[F.LABELS].int64_list.value)
+
+
+def _evaluate(*argv, labels=True):
+    job = evaluate if labels else predict
+    return job.run([*argv, "--direct_num_workers", "1"])
+
+
+def _jsonl(directory, prefix) -> list[dict]:
+    lines = []
+    for path in sorted(pathlib.Path(directory).glob(f"{prefix}-*.jsonl")):
+        lines += [json.loads(line) for line in path.read_text().splitlines() if line]
+    return lines
+
+
+def _predictions_csv(directory) -> dict:
+    with open(pathlib.Path(directory) / out.PREDICTIONS_CSV, newline="") as f:
+        reader = csv.reader(f)
+        assert next(reader) == ["VideoId", "LabelConfidencePairs"]
+        rows = {}
+        for video_id, pairs in reader:
+            values = pairs.split()
+            rows[video_id] = ([int(c) for c in values[::2]], [float(s) for s in values[1::2]])
+    return rows
+
+
+@pytest.fixture(scope="module")
+def damaged_raw(tmp_path_factory, tiny_frame_dataset):
+    """The tiny dataset's raw shards plus a shard of planted bad records."""
+    root = tmp_path_factory.mktemp("eval-raw")
+    good = _records(f"{tiny_frame_dataset.parent}/raw/train*.tfrecord")
+    for i, chunk in enumerate((good[:20], good[20:])):
+        with open(root / f"train000{i}.tfrecord", "wb") as f:
+            tfrecord_io.write_records(f, chunk)
+    rng = np.random.default_rng(0)
+    rgb, audio = random_frames(rng, 12)
+    bad = [
+        raw.frame_level_record(b"badlabel", [3, 99], rgb, audio),  # class 99 of 8
+        raw.frame_level_record(b"shortaud", [1], rgb, audio[:7]),  # 12 rgb frames, 7 audio
+        b"\x0a\x03not a protobuf at all",
+    ]
+    with open(root / "train0002.tfrecord", "wb") as f:
+        tfrecord_io.write_records(f, bad)
+    return root, good
+
+
+@pytest.fixture(scope="module")
+def raw_run(student_export, damaged_raw, tmp_path_factory):
+    root, _ = damaged_raw
+    output = tmp_path_factory.mktemp("eval-out")
+    summary = _evaluate(
+        "--model",
+        str(student_export.parent),
+        "--input",
+        f"{root}/train*.tfrecord",
+        "--output",
+        str(output),
+        "--jsonl",
+    )
+    return output, summary
+
+
+def _expected(export_dir, records):
+    loaded = LoadedExport(str(export_dir))
+    scores = loaded.score_examples(records)
+    ids = [v.decode() for v in scores["video_id"]]
+    labels = [_labels(r)[1] for r in records]
+    return loaded, ids, scores["predictions"], labels
+
+
+def test_metrics_equal_the_export_scored_directly(raw_run, damaged_raw, student_export):
+    output, summary = raw_run
+    _, good = damaged_raw
+    _, ids, predictions, labels = _expected(student_export, good)
+    expected = MetricsAccumulator(8, 20).add_batch(predictions, labels).result()
+    written = json.loads((output / out.METRICS_FILE).read_text())
+    assert written == summary
+    for key in ("gap", "map_nonempty_classes", "map_all_classes", "hit_at_1", "perr"):
+        assert written[key] == pytest.approx(expected[key], abs=1e-6), key
+    assert written["map"] == written["map_nonempty_classes"]
+    assert written["num_videos"] == 40 and written["num_positives"] == expected["num_positives"]
+    assert set(out.METRICS_KEYS) <= set(written)
+    assert written["model"]["role"] == "student" and written["model"]["serving_view"] == "every_n:4"
+    assert written["input"]["source"] == "raw" and written["input"]["files"] == 3
+    # Frames read: every_n:4 of each video's true length.
+    lengths = [len(_decode_frames(r)) for r in good]
+    assert written["frames"]["mean_frames_read"] == pytest.approx(
+        np.mean([View.parse("every_n:4").num_selected(n) for n in lengths])
+    )
+    assert written["frames"]["mean_num_frames"] == pytest.approx(np.mean(lengths))
+    assert written["timing"]["model_seconds_per_video"] > 0
+
+
+def _decode_frames(record: bytes):
+    import tensorflow as tf
+
+    return tf.train.SequenceExample.FromString(record).feature_lists.feature_list[F.RGB].feature
+
+
+def test_bad_records_become_dead_letters_and_counts_balance(raw_run):
+    output, summary = raw_run
+    assert summary["num_records"] == 43 and summary["num_failed"] == 3 and summary["balanced"]
+    failed = {
+        (pathlib.Path(r["source"]).name, r["record_index"]): r for r in _jsonl(output, out.FAILED_PREFIX)
+    }
+    assert set(failed) == {("train0002.tfrecord", 0), ("train0002.tfrecord", 1), ("train0002.tfrecord", 2)}
+    assert "label 99" in failed[("train0002.tfrecord", 0)]["reason"]
+    assert failed[("train0002.tfrecord", 0)]["id"] == "badlabel"
+    assert "'audio' has 7" in failed[("train0002.tfrecord", 1)]["reason"]
+    assert failed[("train0002.tfrecord", 2)]["stage"] == "parse"
+
+
+def test_predictions_csv_is_the_top_20_by_score(raw_run, damaged_raw, student_export):
+    output, _ = raw_run
+    _, good = damaged_raw
+    _, ids, predictions, labels = _expected(student_export, good)
+    rows = _predictions_csv(output)
+    assert sorted(rows) == sorted(ids)
+    for i, video_id in enumerate(ids):
+        classes, scores = rows[video_id]
+        assert len(classes) == 8  # all 8 classes (k = min(20, C))
+        assert scores == sorted(scores, reverse=True)
+        np.testing.assert_allclose(scores, predictions[i][classes], atol=1e-6)
+        assert classes[0] == int(np.argmax(predictions[i]))
+    jsonl = {r["id"]: r for r in map(json.loads, (output / out.PREDICTIONS_JSONL).read_text().splitlines())}
+    assert jsonl.keys() == rows.keys()
+    first = jsonl[ids[0]]["predictions"][0]
+    assert first["class"] == rows[ids[0]][0][0] and first["name"] == str(first["class"])
+
+
+def test_videos_parquet_and_per_class_reproduce_the_metrics(raw_run):
+    output, summary = raw_run
+    table = out.read_videos(str(output))
+    assert table.num_rows == 40 and table.schema.equals(out.VIDEO_SCHEMA, check_metadata=False)
+    again = out.accumulator_from_table(table, 8, 20)
+    assert again.result()["gap"] == pytest.approx(summary["gap"], abs=1e-12)
+    per_class = out.read_per_class(str(output))
+    assert [r["class"] for r in per_class] == list(range(8))
+    aps = [r["ap"] for r in per_class if r["positives"]]
+    assert np.mean(aps) == pytest.approx(summary["map_nonempty_classes"])
+
+
+def test_report_headline_matches_metrics(raw_run):
+    output, summary = raw_run
+    html = (output / out.REPORT_FILE).read_text()
+    assert "data:image/png;base64," in html and f"{summary['gap']:.4f}" in html
+
+
+def test_dataset_input_scores_as_raw(student_export, tiny_frame_dataset, raw_run, tmp_path):
+    """The dataset's stored every_n:4 view (float16) gives the raw path's metrics within rounding."""
+    _, raw_summary = raw_run
+    summary = _evaluate(
+        "--model",
+        str(student_export),
+        "--input",
+        str(tiny_frame_dataset),
+        "--output",
+        str(tmp_path),
+        "--no-report",
+    )
+    assert summary["input"]["source"] == "dataset" and summary["input"]["frames"] == "view"
+    assert summary["num_videos"] == 40 and summary["num_failed"] == 0
+    assert summary["gap"] == pytest.approx(raw_summary["gap"], abs=0.01)
+    assert summary["frames"] == pytest.approx(raw_summary["frames"])
+
+
+@pytest.fixture(scope="module")
+def uniform_job(tiny_frame_dataset, tmp_path_factory):
+    """A student reading uniform:3, which the dataset (every_n:4 + full view) does not store."""
+    job = tmp_path_factory.mktemp("uniform-job")
+    train_job(
+        [
+            "--train",
+            str(tiny_frame_dataset),
+            "--job-dir",
+            str(job),
+            "--mode",
+            "student",
+            "--student",
+            "mean-moe-small",
+            "--view",
+            "uniform:3",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--verbose",
+            "0",
+        ]
+    )
+    return job
+
+
+def test_whole_videos_of_a_dataset_go_through_score_frames(uniform_job, tiny_frame_dataset, tmp_path):
+    """A uniform:3 model on a dataset storing every_n:4 reads the full view and cuts its own."""
+    from trainer.data import load_layout, parquet_batches
+
+    summary = _evaluate(
+        "--model",
+        str(uniform_job),
+        "--input",
+        str(tiny_frame_dataset),
+        "--output",
+        str(tmp_path),
+        "--no-report",
+    )
+    assert summary["input"]["frames"] == "whole"
+    loaded = LoadedExport(str(uniform_job / "export"))
+    lengths = []
+    layout, _ = load_layout(str(tiny_frame_dataset))
+    acc = MetricsAccumulator(8, 20)
+    for batch in parquet_batches(
+        str(tiny_frame_dataset), 16, columns=[F.ID, F.LABELS, "full_rgb", "full_audio"]
+    ):
+        frames = {f: batch[F.full_view_column(f)].astype(np.float32) for f in F.FRAME_FEATURES}
+        result = loaded.score_frames(frames, batch["full_rgb_length"])
+        acc.add_batch(result["predictions"], list(batch[F.LABELS]))
+        lengths += batch["full_rgb_length"].tolist()
+    assert summary["frames"]["mean_frames_read"] == pytest.approx(np.mean(np.minimum(lengths, 3)))
+    assert summary["gap"] == pytest.approx(acc.result()["gap"], abs=1e-6)
+
+
+def test_mismatched_inputs_are_refused_before_any_work(student_export, tmp_path):
+    other_classes = make_dataset(tmp_path / "c", videos=6, classes=5, view="every_n:4", teacher_view=False)
+    with pytest.raises(evaluate.UsageError, match="has 5 classes but the model was trained on 8"):
+        _evaluate(
+            "--model", str(student_export), "--input", str(other_classes), "--output", str(tmp_path / "o")
+        )
+    other_view = make_dataset(tmp_path / "v", videos=6, classes=8, view="every_n:3", teacher_view=False)
+    with pytest.raises(
+        evaluate.UsageError, match=r"stores view every_n:3 without the full view.*reads every_n:4"
+    ):
+        _evaluate("--model", str(student_export), "--input", str(other_view), "--output", str(tmp_path / "o"))
+    video = make_dataset(tmp_path / "w", videos=6, classes=8, kind="video")
+    with pytest.raises(evaluate.UsageError, match="model is frame-level but dataset .* is video-level"):
+        _evaluate("--model", str(student_export), "--input", str(video), "--output", str(tmp_path / "o"))
+    with pytest.raises(evaluate.UsageError, match="neither a fewframes export nor a training job dir"):
+        _evaluate("--model", str(tmp_path), "--input", str(video), "--output", str(tmp_path / "o"))
+    code = evaluate.main(
+        ["--model", str(student_export), "--input", str(video), "--output", str(tmp_path / "o")]
+    )
+    assert code == 2
+
+
+def test_an_output_holding_files_needs_overwrite(student_export, tiny_frame_dataset, tmp_path):
+    (tmp_path / out.METRICS_FILE).write_text("{}")
+    with pytest.raises(evaluate.UsageError, match="pass --overwrite"):
+        _evaluate(
+            "--model", str(student_export), "--input", str(tiny_frame_dataset), "--output", str(tmp_path)
+        )
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(evaluate.UsageError, match="no evaluation wrote"):
+        _evaluate(
+            "--model",
+            str(student_export),
+            "--input",
+            str(tiny_frame_dataset),
+            "--output",
+            str(tmp_path),
+            "--overwrite",
+        )
+    assert (tmp_path / "notes.txt").exists()
+
+
+def test_predict_on_unlabelled_test_shards_with_a_category_filter(student_export, tmp_path):
+    generate(
+        str(tmp_path / "raw"),
+        SynthConfig(
+            kind="frame",
+            videos=12,
+            shards=1,
+            classes=8,
+            seed=5,
+            min_frames=5,
+            max_frames=60,
+            partition="test",
+        ),
+        progress=False,
+    )
+    summary = _evaluate(
+        "--model",
+        str(student_export),
+        "--input",
+        f"{tmp_path}/raw/test*.tfrecord",
+        "--output",
+        str(tmp_path / "all"),
+        labels=False,
+    )
+    assert summary["num_videos"] == 12 and "gap" not in summary
+    assert not (tmp_path / "all" / out.METRICS_FILE).exists()
+    rows = _predictions_csv(tmp_path / "all")
+    assert len(rows) == 12
+    # Keep the videos whose top entries give class "3" a score of at least the median.
+    threshold = float(np.median([dict(zip(*row, strict=True))[3] for row in rows.values()]))
+    _evaluate(
+        "--model",
+        str(student_export),
+        "--input",
+        f"{tmp_path}/raw/test*.tfrecord",
+        "--output",
+        str(tmp_path / "some"),
+        "--only-label",
+        "3",
+        "--only-min-score",
+        str(threshold),
+        labels=False,
+    )
+    kept = _predictions_csv(tmp_path / "some")
+    assert set(kept) == {v for v, row in rows.items() if dict(zip(*row, strict=True))[3] >= threshold}
+    assert 0 < len(kept) < 12
+    with pytest.raises(evaluate.UsageError, match="no class is named 'nope'"):
+        _evaluate(
+            "--model",
+            str(student_export),
+            "--input",
+            f"{tmp_path}/raw/test*.tfrecord",
+            "--output",
+            str(tmp_path / "x"),
+            "--only-label",
+            "nope",
+            labels=False,
+        )
+
+
+def test_segment_map_on_rated_segments(student_export, tmp_path):
+    generate(
+        str(tmp_path / "raw"),
+        SynthConfig(
+            kind="frame",
+            videos=16,
+            shards=1,
+            classes=8,
+            seed=5,
+            min_frames=20,
+            max_frames=60,
+            segments=True,
+            partition="validate",
+        ),
+        progress=False,
+    )
+    summary = _evaluate(
+        "--model",
+        str(student_export),
+        "--input",
+        f"{tmp_path}/raw/validate*.tfrecord",
+        "--output",
+        str(tmp_path / "o"),
+        "--no-report",
+        "--segment-k",
+        "3",
+    )
+    import tensorflow as tf
+
+    loaded = LoadedExport(str(student_export))
+    ratings = {}  # class -> [(score, positive)]
+    for record in _records(f"{tmp_path}/raw/validate*.tfrecord"):
+        example = tf.train.SequenceExample.FromString(record)
+        context = example.context.feature
+        frames = {
+            f: np.stack(
+                [
+                    np.frombuffer(x.bytes_list.value[0], np.uint8)
+                    for x in example.feature_lists.feature_list[f].feature
+                ]
+            )
+            for f in F.FRAME_FEATURES
+        }
+        for start, end, label, score in zip(
+            context[F.SEGMENT_START_TIMES].int64_list.value,
+            context[F.SEGMENT_END_TIMES].int64_list.value,
+            context[F.SEGMENT_LABELS].int64_list.value,
+            context[F.SEGMENT_SCORES].float_list.value,
+            strict=True,
+        ):
+            from schemas.quantization import dequantize
+
+            segment = {f: dequantize(frames[f][start:end])[None] for f in F.FRAME_FEATURES}
+            prediction = loaded.score_frames(segment, [end - start])["predictions"][0, label]
+            ratings.setdefault(label, []).append((float(prediction), score > 0))
+    aps = []
+    for entries in ratings.values():
+        positives = sum(p for _, p in entries)
+        if positives == 0:
+            continue
+        ranked = sorted(entries, key=lambda e: (-e[0], e[1]))[:3]  # top 3, negatives first on ties
+        hits, total = 0, 0.0
+        for rank, (_, positive) in enumerate(ranked, start=1):
+            if positive:
+                hits += 1
+                total += hits / rank
+        aps.append(total / min(3, positives))
+    segments = summary["segments"]
+    assert segments["num_rated_pairs"] == sum(len(v) for v in ratings.values()) > 0
+    assert segments["map_at_k"] == pytest.approx(np.mean(aps), abs=1e-6)
+    assert segments["k"] == 3
+
+
+# ----- the combiners alone, in a TestPipeline -----------------------------------------------------------
+def _records_from(predictions, labels, top_k):
+    scored = score_videos(predictions, labels, top_k)
+    return [
+        {
+            "id": f"v{i}",
+            "labels": [int(x) for x in scored.labels()[i]],
+            "top_classes": scored.classes[i].tolist(),
+            "top_scores": scored.scores[i].tolist(),
+            "perr": float(scored.perr[i]),
+            "num_frames": 10,
+            "frames_read": 2,
+            "model_seconds": 0.5,
+        }
+        for i in range(len(predictions))
+    ]
+
+
+def test_metrics_combiner_merges_partial_results_exactly():
+    rng = np.random.default_rng(4)
+    predictions = np.round(rng.random((300, 30)), 2).astype(np.float32)  # many ties
+    labels = [rng.choice(30, size=rng.integers(0, 4), replace=False) for _ in range(300)]
+    expected = MetricsAccumulator(30, 5).add_batch(predictions, labels).result()
+    records = _records_from(predictions, labels, 5)
+    with BeamTestPipeline(runner=local_runner(beam.options.pipeline_options.PipelineOptions())) as p:
+        result = (
+            p
+            | beam.Create(records, reshuffle=True)
+            | beam.CombineGlobally(evaluate.MetricsCombineFn(30, 5, block=7))
+            | beam.Map(lambda r: r["metrics"])
+        )
+        assert_that(result, equal_to([expected]))
+
+
+def test_segment_map_combiner_keeps_only_the_top_k_per_class():
+    rng = np.random.default_rng(8)
+    ratings = [
+        (int(rng.integers(0, 3)), float(np.round(rng.random(), 1)), bool(rng.random() < 0.3))
+        for _ in range(400)
+    ]
+    combiner = evaluate.SegmentMapFn(k=10)
+    parts = [combiner.create_accumulator() for _ in range(4)]
+    for i, rating in enumerate(ratings):
+        combiner.add_input(parts[i % 4], rating)
+    result = combiner.extract_output(combiner.merge_accumulators(parts))
+    aps = []
+    for cls in range(3):
+        mine = [(s, p) for c, s, p in ratings if c == cls]
+        positives = sum(p for _, p in mine)
+        ranked = sorted(mine, key=lambda e: (-e[0], e[1]))[:10]
+        truncated = [1 if p else 0 for _, p in ranked]
+        # AP@10 over the ranked top 10, by its own definition: sum(precision@i at positives) / min(10, P)
+        hits = np.cumsum(truncated)
+        aps.append(sum(hits[i] / (i + 1) for i in range(len(ranked)) if truncated[i]) / min(10, positives))
+    assert result["map_at_k"] == pytest.approx(np.mean(aps))
+    assert result["num_rated_pairs"] == 400
+    # With K at least the number of ratings, AP@K is the ordinary AP.
+    full = evaluate.SegmentMapFn(k=1000)
+    acc = full.create_accumulator()
+    for rating in ratings:
+        full.add_input(acc, rating)
+    ordinary = [
+        average_precision([s for c, s, _ in ratings if c == k], [p for c, _, p in ratings if c == k])
+        for k in range(3)
+    ]
+    assert full.extract_output(acc)["map_at_k"] == pytest.approx(np.mean(ordinary))
+
+
+def test_video_parquet_written_by_the_job_reads_with_pyarrow(raw_run):
+    output, _ = raw_run
+    table = pq.read_table(output / out.VIDEOS_FILE)
+    assert set(table.column_names) == set(out.VIDEO_SCHEMA.names)
