@@ -50,3 +50,32 @@ def test_readme_gives_exactly_the_two_setup_commands():
     readme = (REPO_ROOT / "README.md").read_text()
     setup = readme.split("## Set up", 1)[1].split("##", 1)[0]
     assert re.findall(r"^make \w+$", setup, flags=re.M) == ["make demo", "make test"]
+
+
+def test_trainer_image_is_the_locked_tensorflow_gpu_image_running_fewframes_train():
+    dockerfile = (REPO_ROOT / "docker" / "trainer.Dockerfile").read_text()
+    (base,) = re.findall(r"^FROM\s+(\S+)", dockerfile, flags=re.M)
+    assert base == f"tensorflow/tensorflow:{_locked_versions()['tensorflow']}-gpu"
+    assert re.search(r"^RUN pip install .*-r requirements\.lock", dockerfile, flags=re.M)
+    (user,) = re.findall(r"^USER\s+(\S+)", dockerfile, flags=re.M)
+    assert user not in ("root", "0")
+    assert re.findall(r"^ENTRYPOINT\s+(.+)$", dockerfile, flags=re.M) == ['["fewframes", "train"]']
+    for source in re.findall(r"^COPY\s+(\S+)\s", dockerfile, flags=re.M):
+        assert (REPO_ROOT / source).exists(), source
+
+
+def test_trainer_job_requests_a_gpu_and_its_args_are_a_valid_train_command():
+    import yaml
+
+    from trainer import task
+
+    job = yaml.safe_load((REPO_ROOT / "docker" / "trainer-job.yaml").read_text())
+    assert job["apiVersion"] == "batch/v1" and job["kind"] == "Job"
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert int(container["resources"]["limits"]["nvidia.com/gpu"]) == 1
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    args = task.build_parser().parse_args(container["args"])
+    assert args.job_dir.startswith("gs://") and args.train.startswith("gs://")
+    config, _ = task.config_from_args(args, {})
+    assert config.mode == "teacher" and config.teacher.preset == "hlstm"
