@@ -64,3 +64,44 @@ def test_preprocess_translates_to_a_dataflow_job_with_our_container(tmp_path):
         assert label in step_names, label
     images = {env.payload for env in result.job.proto_pipeline.components.environments.values()}
     assert any(IMAGE.encode() in payload for payload in images)
+
+
+def test_evaluate_translates_to_a_dataflow_job_with_our_container(student_export):
+    from pipelines import evaluate, scoring
+    from pipelines.parse import ParseConfig
+    from schemas.views import View
+    from trainer.export import read_metadata
+
+    metadata = read_metadata(str(student_export))
+    argv = ["--model", "gs://bucket/jobs/student", "--input", "gs://bucket/yt8m/frame/validate*.tfrecord",
+            "--output", "gs://bucket/eval/student", "--jsonl", "--runner", "DataflowRunner",
+            "--project", "my-project", "--region", "europe-west4", "--temp_location", "gs://bucket/tmp",
+            "--sdk_container_image", IMAGE, "--dry_run", "True"]  # fmt: skip
+    args, beam_args = evaluate.parse_args(argv)
+    plan = scoring.ScoringPlan(
+        export_dir="gs://bucket/jobs/student/export",
+        metadata=metadata,
+        source=scoring.RAW,
+        kind="frame",
+        patterns=tuple(args.input),
+        files=("gs://bucket/yt8m/frame/validate0000.tfrecord",),
+        input_bytes=1 << 30,
+        frames=scoring.VIEW_FRAMES,
+        segments=True,
+        parse_config=ParseConfig(
+            "frame", 8, View.parse("every_n:4"), "float32", teacher_view=True, segments=True
+        ),
+    )
+    pipeline = beam.Pipeline(runner=DataflowRunner(), options=PipelineOptions(beam_args))
+    evaluate.build_pipeline(pipeline, args, plan, evaluate.ClassNames(metadata, None))
+
+    result = pipeline.run()  # --dry_run: translated, not submitted
+
+    step_names = {
+        t.unique_name.split("/")[0] for t in result.job.proto_pipeline.components.transforms.values()
+    }
+    for label in ("ReadVideos", "ScoreVideos", "Metrics", "ScoreSegments", "WriteVideos", "WriteCsv",
+                  "WriteJsonl", "WriteFailures", "WriteSummary"):  # fmt: skip
+        assert label in step_names, label
+    images = {env.payload for env in result.job.proto_pipeline.components.environments.values()}
+    assert any(IMAGE.encode() in payload for payload in images)
