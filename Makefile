@@ -23,11 +23,10 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
 
-# Until the trainer and evaluation land, the demo is synth -> preprocess.
+# The whole story on generated data: synth -> preprocess -> train teacher, student,
+# distilled student -> evaluate (Beam) -> compare. Re-running resumes.
 demo: $(STAMP)
-	$(BIN)/fewframes synth --out $(DEMO_DIR)/raw --kind frame --videos 400 --shards 4 --seed 7 --classes 50
-	$(BIN)/fewframes preprocess --input '$(DEMO_DIR)/raw/train*.tfrecord' --output $(DEMO_DIR)/dataset \
-		--format parquet,tfrecord --view every_n:10 --teacher-view --num-classes 50 --overwrite
+	$(BIN)/fewframes demo --workdir $(DEMO_DIR)
 
 # Re-resolve setup.py's ranges into requirements.lock.
 lock:

@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "train": ("trainer.task", "train a teacher and/or a few-frame student; export a SavedModel"),
     "evaluate": ("pipelines.evaluate", "Beam job: score a partition, GAP/mAP/Hit@1/PERR, report"),
     "predict": ("pipelines.predict", "Beam job: score a partition without labels, Kaggle-format CSV"),
+    "demo": ("pipelines.demo", "the whole story on generated data: synth -> ... -> compare"),
     "compare": ("pipelines.compare", "compare evaluations: bootstrap intervals, metrics vs frames read"),
 }
 

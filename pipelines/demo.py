@@ -1,0 +1,276 @@
+"""`fewframes demo`: the whole story on generated data, on this machine, no download.
+
+    fewframes demo --workdir demo_out [--videos 1500] [--classes 30] [--epochs 6] [--restart]
+
+Steps (each skipped when a previous run completed it, so re-running resumes):
+
+1. synth: frame-level train and validate shards of one seed (same classes);
+2. preprocess (Beam): train and validate datasets with the student view every_n:10
+   plus the full teacher view;
+3. train the teacher on every frame (`--mode teacher`);
+4. train the student on every 10th frame without distillation (`--mode student`);
+5. train the student against the frozen teacher (`--mode serial`);
+6. evaluate the three exports on the raw validate shards with the Beam job;
+7. compare them (bootstrap intervals over videos) and print the table and the path
+   of `report.html`.
+
+Sizes are small model configurations (`*-small` presets) so that the run takes
+minutes on a 2-core laptop; the flags scale it up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+
+VIEW = "every_n:10"
+SEED = 7
+MIN_FREE_DISK_GB = 2.0
+MIN_MEMORY_GB = 4.0
+TOTAL_STEPS = 11  # synth x2, preprocess x2, train x3, evaluate x3, compare
+
+
+class UsageError(ValueError):
+    """A problem with the command line or this machine, found before any work."""
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fewframes demo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--workdir", default="demo_out", help="where everything is written")
+    p.add_argument("--videos", type=int, default=1500, help="training videos (validate gets a third)")
+    p.add_argument("--classes", type=int, default=30)
+    p.add_argument("--frames", default="60:300", help="frames per video, MIN:MAX")
+    p.add_argument("--teacher", default="dbof-small", help="teacher preset")
+    p.add_argument("--student", default="dbof-small", help="student preset")
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--rep-weight", type=float, default=0.0, help="L_rep weight of the distilled student")
+    p.add_argument("--pred-weight", type=float, default=1.0, help="L_pred weight of the distilled student")
+    p.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples of compare")
+    p.add_argument("--restart", action="store_true", help="delete the workdir's earlier run first")
+    return p
+
+
+def check_machine(workdir: str) -> None:
+    """A clear message instead of a failure halfway when disk or memory is short."""
+    probe = workdir
+    while not os.path.exists(probe):
+        probe = os.path.dirname(os.path.abspath(probe))
+    free = shutil.disk_usage(probe).free / 2**30
+    if free < MIN_FREE_DISK_GB:
+        raise UsageError(f"{probe} has {free:.1f} GB free; the demo needs {MIN_FREE_DISK_GB:.0f} GB")
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        return
+    if memory < MIN_MEMORY_GB:
+        raise UsageError(f"this machine has {memory:.1f} GB of memory; the demo needs {MIN_MEMORY_GB:.0f} GB")
+
+
+class Demo:
+    def __init__(self, args):
+        self.args = args
+        self.root = os.path.abspath(args.workdir)
+        self.step = 0
+
+    def path(self, *parts) -> str:
+        return os.path.join(self.root, *parts)
+
+    def announce(self, text: str, done: bool) -> None:
+        self.step += 1
+        state = "already done, skipped" if done else "running"
+        print(f"[{self.step}/{TOTAL_STEPS}] {text} ({state})", flush=True)
+
+    # ----- steps ---------------------------------------------------------------------------
+    def synth(self) -> None:
+        from pipelines.synth import SynthConfig, generate
+
+        low, high = (int(x) for x in self.args.frames.split(":"))
+        for partition, videos in (("train", self.args.videos), ("validate", max(50, self.args.videos // 3))):
+            marker = self.path("raw", f".{partition}.done")
+            self.announce(
+                f"synth: {videos} {partition} videos, {self.args.classes} classes", os.path.exists(marker)
+            )
+            if os.path.exists(marker):
+                continue
+            config = SynthConfig(
+                kind="frame",
+                videos=videos,
+                shards=2,
+                classes=self.args.classes,
+                seed=SEED,
+                min_frames=low,
+                max_frames=high,
+                partition=partition,
+            )
+            generate(self.path("raw"), config, progress=True)
+            open(marker, "w").close()
+
+    def preprocess(self) -> None:
+        from pipelines import preprocess
+
+        for partition in ("train", "validate"):
+            output = self.path("datasets", partition)
+            done = os.path.exists(os.path.join(output, "manifest.json"))
+            self.announce(f"preprocess (Beam): {partition} -> {VIEW} + full view", done)
+            if done:
+                continue
+            summary = preprocess.run(
+                [
+                    "--input",
+                    self.path("raw", f"{partition}*.tfrecord"),
+                    "--output",
+                    output,
+                    "--format",
+                    "parquet",
+                    "--view",
+                    VIEW,
+                    "--teacher-view",
+                    "--num-classes",
+                    str(self.args.classes),
+                    "--partition",
+                    partition,
+                    "--overwrite",
+                ]
+            )
+            print(f"      {summary['records_written']} videos written, {summary['records_failed']} failed")
+
+    def train(self, name: str, mode: str, extra: list[str]) -> str:
+        from trainer import task
+
+        job = self.path("jobs", name)
+        done = os.path.exists(os.path.join(job, "export", "fewframes_export.json"))
+        self.announce(f"train {name} (--mode {mode})", done)
+        if done:
+            return job
+        argv = [
+            "--train",
+            self.path("datasets", "train"),
+            "--eval",
+            self.path("datasets", "validate"),
+            "--job-dir",
+            job,
+            "--mode",
+            mode,
+            "--epochs",
+            str(self.args.epochs),
+            "--batch-size",
+            str(self.args.batch_size),
+            "--seed",
+            str(SEED),
+            *extra,
+        ]
+        args = task.build_parser().parse_args(argv)
+        config, checkpoint_dir = task.config_from_args(args, {})
+        summary = task.train(config, checkpoint_dir, verbose=2 if sys.stdout.isatty() else 0)
+        if summary["outcome"] != "completed":
+            raise RuntimeError(f"training {name} stopped: {summary['outcome']}")
+        return job
+
+    def evaluate(self, name: str, job: str) -> str:
+        from pipelines import evaluate
+
+        output = self.path("eval", name)
+        done = os.path.exists(os.path.join(output, "metrics.json"))
+        self.announce(f"evaluate {name} (Beam) on the raw validate shards", done)
+        if not done:
+            summary = evaluate.run(
+                [
+                    "--model",
+                    job,
+                    "--input",
+                    self.path("raw", "validate*.tfrecord"),
+                    "--output",
+                    output,
+                    "--overwrite",
+                ]
+            )
+            print("      " + evaluate.format_summary(summary).replace("\n", "\n      "))
+        return output
+
+    def run(self) -> int:
+        args = self.args
+        started = time.perf_counter()
+        self.synth()
+        self.preprocess()
+        teacher = self.train("teacher", "teacher", ["--teacher", args.teacher])
+        student = self.train("student", "student", ["--student", args.student, "--view", VIEW])
+        distilled = self.train(
+            "student-distilled",
+            "serial",
+            [
+                "--student",
+                args.student,
+                "--view",
+                VIEW,
+                "--teacher-dir",
+                teacher,
+                "--rep-weight",
+                str(args.rep_weight),
+                "--pred-weight",
+                str(args.pred_weight),
+            ],
+        )
+        runs = [
+            self.evaluate(name, job)
+            for name, job in (("teacher", teacher), ("student", student), ("student-distilled", distilled))
+        ]
+        print(
+            f"[{TOTAL_STEPS}/{TOTAL_STEPS}] compare: {len(runs)} evaluations, "
+            f"{args.bootstrap} bootstrap resamples",
+            flush=True,
+        )
+        from pipelines import compare
+
+        code = compare.run(
+            [
+                *runs,
+                "--output",
+                self.path("compare"),
+                "--labels",
+                "teacher,student,student-distilled",
+                "--bootstrap",
+                str(args.bootstrap),
+                "--overwrite",
+            ]
+        )
+        if code != 0:
+            return code
+        print(f"\nreports: {self.path('compare', 'report.html')} and {self.path('eval', '*', 'report.html')}")
+        print(
+            f"demo finished in {time.perf_counter() - started:.0f} s; TensorBoard: "
+            f"tensorboard --logdir {self.path('jobs')}"
+        )
+        return 0
+
+
+def read_comparison(workdir: str) -> dict:
+    with open(os.path.join(workdir, "compare", "comparison.json")) as f:
+        return json.load(f)
+
+
+def run(argv=None) -> int:
+    args = build_arg_parser().parse_args(argv)
+    if args.restart and os.path.exists(args.workdir):
+        shutil.rmtree(args.workdir)
+    check_machine(args.workdir)
+    os.makedirs(args.workdir, exist_ok=True)
+    return Demo(args).run()
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        return run(argv)
+    except UsageError as error:
+        print(f"fewframes demo: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
