@@ -34,7 +34,7 @@ from pipelines import failures, manifest, runner, scoring
 from trainer.labels import Vocabulary
 from trainer.metrics import DEFAULT_TOP_K, MetricsAccumulator, ScoredVideos
 
-_LOG = logging.getLogger(__name__)
+_LOG = logging.getLogger("pipelines.evaluate")  # not "__main__" under `python -m`
 
 SEGMENT_TOP_K = 100_000  # the 2019 challenge's mAP@K
 OUTPUT_ENTRIES = (
@@ -546,7 +546,8 @@ def format_summary(summary: dict) -> str:
 
 
 def main(argv=None, labels: bool = True, prog: str = "fewframes evaluate") -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pipelines").setLevel(logging.INFO)
     try:
         summary = run(argv, labels=labels, prog=prog)
     except UsageError as error:

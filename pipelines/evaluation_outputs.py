@@ -48,12 +48,14 @@ PER_CLASS_COLUMNS = ("class", "name", "vertical", "ap", "positives")
 #   timing         = {"model_seconds_per_video", "model_seconds", "wall_seconds"}
 #   model          = the export's metadata subset (path, role, preset, view, features, ...)
 #   input          = {"patterns", "source": "raw" | "dataset", "kind"}
-#   segments       = {"map_at_k", "k", "num_segments", "num_rated_pairs"} when the input
-#                    carries 2019 segment ratings, else absent
+#   segments       = {"map_at_k", "k", "num_rated_pairs", "num_classes_with_positives"} when
+#                    the input carries 2019 segment ratings, else absent
+#   map_convention = the sentence saying which classes `map` averages
+#   top_k          = the evaluation's k (model.top_k is the export's own, for its signatures)
 METRICS_KEYS = (
     "gap", "map", "map_nonempty_classes", "map_all_classes", "hit_at_1", "perr",
     "num_videos", "num_positives", "num_failed", "num_records", "top_k",
-    "frames", "timing", "model", "input",
+    "frames", "timing", "model", "input", "map_convention",
 )  # fmt: skip
 
 VIDEO_SCHEMA = pa.schema(

@@ -42,7 +42,7 @@ from schemas.preprocessed import (
 from schemas.quantization import FRAME_DTYPES
 from schemas.views import View
 
-_LOG = logging.getLogger(__name__)
+_LOG = logging.getLogger("pipelines.preprocess")  # not "__main__" under `python -m`
 
 
 class UsageError(ValueError):

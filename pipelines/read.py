@@ -12,7 +12,7 @@ from apache_beam.metrics import Metrics
 from pipelines import failures
 from pipelines.tfrecord_io import Damage, iter_frames
 
-_LOG = logging.getLogger(__name__)
+_LOG = logging.getLogger("pipelines.read")  # not "__main__" under `python -m`
 
 
 class ReadShardRecords(beam.DoFn):

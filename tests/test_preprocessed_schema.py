@@ -81,7 +81,9 @@ def test_frame_rows_round_trip_through_tf_examples(layout):
             assert np.array_equal(frames, row[column.name]), column.name
 
 
-@pytest.mark.parametrize("layout", LAYOUTS + [DatasetLayout(F.VIDEO_LEVEL)], ids=lambda layout: layout.frame_dtype)
+@pytest.mark.parametrize(
+    "layout", LAYOUTS + [DatasetLayout(F.VIDEO_LEVEL)], ids=lambda layout: layout.frame_dtype
+)
 def test_rows_round_trip_through_one_tf_example_without_tf_ops(layout):
     if layout.kind == F.VIDEO_LEVEL:
         rng = np.random.default_rng(5)
@@ -105,7 +107,9 @@ def test_row_from_tf_example_names_what_is_wrong():
             )
         )
     with pytest.raises(ValueError, match="not whole frames"):
-        DatasetLayout(F.FRAME_LEVEL, "float32", view="every_n:10").row_from_tf_example(layout.to_tf_example(row))
+        DatasetLayout(F.FRAME_LEVEL, "float32", view="every_n:10").row_from_tf_example(
+            layout.to_tf_example(row)
+        )
 
 
 def test_video_level_round_trip_in_both_encodings():
