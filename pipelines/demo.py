@@ -21,6 +21,7 @@ minutes on a 2-core laptop; the flags scale it up.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import logging
 import os
@@ -53,6 +54,14 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--pred-weight", type=float, default=1.0, help="L_pred weight of the distilled student")
     p.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples of compare")
     p.add_argument("--restart", action="store_true", help="delete the workdir's earlier run first")
+    p.add_argument(
+        "--real-video-level",
+        metavar="DIR",
+        help="instead: real YouTube-8M video-level shards in DIR: preprocess -> train MoE -> evaluate",
+    )
+    p.add_argument(
+        "--vocabulary", help="with --real-video-level: vocabulary.csv (default: beside the shards)"
+    )
     return p
 
 
@@ -73,6 +82,8 @@ def check_machine(workdir: str) -> None:
 
 
 class Demo:
+    TOTAL = TOTAL_STEPS
+
     def __init__(self, args):
         self.args = args
         self.root = os.path.abspath(args.workdir)
@@ -84,7 +95,7 @@ class Demo:
     def announce(self, text: str, done: bool) -> None:
         self.step += 1
         state = "already done, skipped" if done else "running"
-        print(f"[{self.step}/{TOTAL_STEPS}] {text} ({state})", flush=True)
+        print(f"[{self.step}/{self.TOTAL}] {text} ({state})", flush=True)
 
     # ----- steps ---------------------------------------------------------------------------
     def synth(self) -> None:
@@ -140,7 +151,7 @@ class Demo:
             )
             print(f"      {summary['records_written']} videos written, {summary['records_failed']} failed")
 
-    def train(self, name: str, mode: str, extra: list[str]) -> str:
+    def train(self, name: str, mode: str, extra: list[str], datasets: tuple[str, str] | None = None) -> str:
         from trainer import task
 
         job = self.path("jobs", name)
@@ -148,11 +159,12 @@ class Demo:
         self.announce(f"train {name} (--mode {mode})", done)
         if done:
             return job
+        train, validate = datasets or (self.path("datasets", "train"), self.path("datasets", "validate"))
         argv = [
             "--train",
-            self.path("datasets", "train"),
+            train,
             "--eval",
-            self.path("datasets", "validate"),
+            validate,
             "--job-dir",
             job,
             "--mode",
@@ -172,7 +184,7 @@ class Demo:
             raise RuntimeError(f"training {name} stopped: {summary['outcome']}")
         return job
 
-    def evaluate(self, name: str, job: str) -> str:
+    def evaluate(self, name: str, job: str, inputs: str | None = None, extra: tuple[str, ...] = ()) -> str:
         from pipelines import evaluate
 
         output = self.path("eval", name)
@@ -184,10 +196,11 @@ class Demo:
                     "--model",
                     job,
                     "--input",
-                    self.path("raw", "validate*.tfrecord"),
+                    inputs or self.path("raw", "validate*.tfrecord"),
                     "--output",
                     output,
                     "--overwrite",
+                    *extra,
                 ]
             )
             print("      " + evaluate.format_summary(summary).replace("\n", "\n      "))
@@ -249,6 +262,86 @@ class Demo:
         return 0
 
 
+class RealVideoLevelDemo(Demo):
+    """Real video-level shards: preprocess -> train MoE -> evaluate -> named predictions.
+
+    The shards are split by file: the last fifth (at least one file) is evaluated, the
+    rest trains. Labels and names are the real 3,862-class vocabulary.
+    """
+
+    TOTAL = 4  # preprocess x2, train, evaluate
+
+    def shards(self) -> tuple[list[str], list[str]]:
+        files = sorted(glob.glob(os.path.join(self.args.real_video_level, "*.tfrecord")))
+        if len(files) < 2:
+            raise UsageError(
+                f"--real-video-level {self.args.real_video_level} needs at least 2 .tfrecord shards"
+            )
+        held = max(1, len(files) // 5)
+        return files[:-held], files[-held:]
+
+    def vocabulary(self) -> str:
+        candidates = (
+            [self.args.vocabulary]
+            if self.args.vocabulary
+            else [
+                os.path.join(self.args.real_video_level, "vocabulary.csv"),
+                os.path.join(os.path.dirname(os.path.abspath(self.args.real_video_level)), "vocabulary.csv"),
+            ]
+        )
+        for path in candidates:
+            if path and os.path.exists(path):
+                return path
+        raise UsageError("no vocabulary.csv beside the shards or their folder; pass --vocabulary")
+
+    def run(self) -> int:
+        from pipelines import preprocess
+
+        started = time.perf_counter()
+        vocabulary = self.vocabulary()
+        splits = dict(zip(("train", "validate"), self.shards(), strict=True))
+        for partition, files in splits.items():
+            output = self.path("datasets", partition)
+            done = os.path.exists(os.path.join(output, "manifest.json"))
+            self.announce(f"preprocess (Beam): {len(files)} real video-level shards -> {partition}", done)
+            if not done:
+                summary = preprocess.run(
+                    [
+                        "--input",
+                        ",".join(files),
+                        "--output",
+                        output,
+                        "--format",
+                        "parquet",
+                        "--partition",
+                        partition,
+                        "--overwrite",
+                    ]
+                )
+                print(
+                    f"      {summary['records_written']} videos written, {summary['records_failed']} failed"
+                )
+        job = self.train(
+            "video-moe",
+            "teacher",
+            ["--teacher", "video-moe", "--vocabulary", vocabulary],
+            (self.path("datasets", "train"), self.path("datasets", "validate")),
+        )
+        output = self.evaluate(
+            "video-moe", job, ",".join(splits["validate"]), ("--vocabulary", vocabulary, "--jsonl")
+        )
+        with open(os.path.join(output, "predictions.jsonl")) as f:
+            first = json.loads(f.readline())
+        shown = ", ".join(f"{p['name']} ({p['score']:.2f})" for p in first["predictions"][:5])
+        print(f"\nvideo {first['id']}: {shown}")
+        print(
+            f"predictions: {os.path.join(output, 'predictions.csv')} and predictions.jsonl (names, verticals)"
+        )
+        print(f"report: {os.path.join(output, 'report.html')}")
+        print(f"demo finished in {time.perf_counter() - started:.0f} s")
+        return 0
+
+
 def read_comparison(workdir: str) -> dict:
     with open(os.path.join(workdir, "compare", "comparison.json")) as f:
         return json.load(f)
@@ -260,6 +353,8 @@ def run(argv=None) -> int:
         shutil.rmtree(args.workdir)
     check_machine(args.workdir)
     os.makedirs(args.workdir, exist_ok=True)
+    if args.real_video_level:
+        return RealVideoLevelDemo(args).run()
     return Demo(args).run()
 
 

@@ -26,3 +26,26 @@ def test_small_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
     assert cli.main(argv) == 0  # a second run finds every step done
     second = capsys.readouterr().out
     assert second.count("already done, skipped") == 10
+
+
+def test_real_video_level_demo_names_its_predictions(shared_data_dir, tmp_path, capsys):
+    import csv
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for i in range(3):
+        name = f"validate{i:04d}.tfrecord"
+        (shards / name).symlink_to(shared_data_dir / "yt8m-v2-video-sample" / name)
+    vocabulary = shared_data_dir / "vocabulary.csv"
+    argv = ["demo", "--workdir", str(tmp_path / "out"), "--real-video-level", str(shards),
+            "--vocabulary", str(vocabulary), "--epochs", "1"]  # fmt: skip
+    assert cli.main(argv) == 0
+    evaluation = tmp_path / "out" / "eval" / "video-moe"
+    metrics = json.loads((evaluation / "metrics.json").read_text())
+    assert metrics["num_videos"] > 200 and metrics["num_failed"] == 0
+    assert metrics["input"]["files"] == 1 and metrics["model"]["num_classes"] == 3862
+    with open(vocabulary, newline="") as f:
+        names = {int(row["Index"]): row["Name"] for row in csv.DictReader(f)}
+    first = json.loads((evaluation / "predictions.jsonl").read_text().splitlines()[0])
+    assert all(p["name"] == names[p["class"]] for p in first["predictions"])
+    assert first["predictions"][0]["name"] in capsys.readouterr().out
