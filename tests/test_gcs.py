@@ -132,3 +132,24 @@ def test_preprocess_reads_and_writes_gs_paths(gcs, tmp_path):
 def test_missing_gs_input_is_a_clear_error(gcs):
     with pytest.raises(preprocess.UsageError, match="no input files match"):
         preprocess.run(["--input", f"gs://{BUCKET}/nothing/*.tfrecord", "--output", f"gs://{BUCKET}/x"])
+
+
+def test_evaluate_reads_raw_shards_and_writes_its_outputs_on_gs(gcs, student_export, tiny_frame_dataset):
+    """The model is local (TF's SavedModel loader cannot reach an emulator); shards and
+    every output are gs:// through Beam's FileSystems."""
+    from pipelines import evaluate
+
+    bucket = gcs.bucket(BUCKET)
+    for path in sorted((tiny_frame_dataset.parent / "raw").glob("train*.tfrecord")):
+        bucket.blob(f"eval-raw/{path.name}").upload_from_filename(str(path))
+    summary = evaluate.run(["--model", str(student_export), "--input", f"gs://{BUCKET}/eval-raw/train*.tfrecord",
+                            "--output", f"gs://{BUCKET}/eval-out", "--jsonl"])  # fmt: skip
+    assert summary["num_videos"] == 40 and summary["balanced"]
+    names = {blob.name for blob in bucket.list_blobs(prefix="eval-out/")}
+    for name in ("metrics.json", "per_class.csv", "videos.parquet", "predictions.csv", "predictions.jsonl",
+                 "report.html"):  # fmt: skip
+        assert f"eval-out/{name}" in names, name
+    written = json.loads(bucket.blob("eval-out/metrics.json").download_as_bytes())
+    assert written["gap"] == summary["gap"] and written["timing"]["wall_seconds"] > 0
+    lines = bucket.blob("eval-out/predictions.csv").download_as_text().splitlines()
+    assert lines[0] == "VideoId,LabelConfidencePairs" and len(lines) == 41
