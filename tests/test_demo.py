@@ -5,19 +5,25 @@ import json
 from pipelines import cli
 
 
-def test_small_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
-    argv = ["demo", "--workdir", str(tmp_path / "demo"), "--videos", "120", "--classes", "6",
-            "--frames", "20:80", "--epochs", "1", "--batch-size", "16", "--bootstrap", "50"]  # fmt: skip
+def test_demo_runs_end_to_end_resumes_and_distillation_beats_the_plain_student(tmp_path, capsys):
+    """The demo at its default sizes (about 3 minutes on 2 cores): the story it tells holds."""
+    argv = ["demo", "--workdir", str(tmp_path / "demo"), "--bootstrap", "200"]
     assert cli.main(argv) == 0
     root = tmp_path / "demo"
     comparison = json.loads((root / "compare" / "comparison.json").read_text())
     rows = {row["label"]: row for row in comparison["runs"]}
     assert set(rows) == {"teacher", "student", "student-distilled"}
     assert rows["teacher"]["fraction_read"] == 1.0
-    assert 0.09 < rows["student"]["fraction_read"] < 0.15  # every 10th of 20-80 frames
+    assert 0.09 < rows["student"]["fraction_read"] < 0.12  # every 10th of 30-300 frames
+    # Reading a tenth of the frames costs accuracy, distillation wins it back (measured
+    # margin +0.04 GAP; benchmarks/train.py found the same in 3 of 3 seeds).
+    assert rows["student-distilled"]["gap"] > rows["student"]["gap"] + 0.01
+    assert rows["teacher"]["gap"] > rows["student"]["gap"]
+    assert rows["student"]["model_seconds_per_video"] < rows["teacher"]["model_seconds_per_video"] / 4
     for name in rows:
         metrics = json.loads((root / "eval" / name / "metrics.json").read_text())
-        assert metrics["num_videos"] == 50 and metrics["num_failed"] == 0
+        assert metrics["num_videos"] == 400 and metrics["num_failed"] == 0
+        assert metrics["gap"] == rows[name]["gap"]
         assert (root / "eval" / name / "report.html").exists()
     assert (root / "compare" / "report.html").exists()
     first = capsys.readouterr().out
