@@ -62,13 +62,8 @@ def scored_from_records(records: list[dict]) -> ScoredVideos:
     labels = [np.asarray(r["labels"], dtype=np.int64) for r in records]
     num_labels = np.array([len(x) for x in labels], dtype=np.int64)
     flat = np.concatenate(labels) if labels else np.zeros(0, np.int64)
-    width = int(max(classes.max(initial=-1), flat.max(initial=-1))) + 1
-    video = np.repeat(np.arange(len(records), dtype=np.int64), num_labels)
-    is_label = np.isin(
-        np.arange(len(records), dtype=np.int64)[:, None] * width + classes, video * width + flat
-    )
-    perr = np.array([r["perr"] for r in records], dtype=np.float64)
-    return ScoredVideos(classes, scores, is_label, perr, num_labels, flat)
+    perr = [r["perr"] for r in records]
+    return ScoredVideos.from_entries(classes, scores, perr, num_labels, flat)
 
 
 class _PartialMetrics:

@@ -86,13 +86,8 @@ def scored_from_table(table: pa.Table) -> ScoredVideos:
     flat = labels.values.to_numpy(zero_copy_only=False).astype(np.int64)
     num_labels = np.diff(offsets).astype(np.int64)
     flat = flat[offsets[0] : offsets[-1]] if len(offsets) else flat[:0]
-    video = np.repeat(np.arange(len(num_labels)), num_labels)
-    # is_label[v, j]: classes[v, j] is one of video v's labels (pairs keyed as one int)
-    width = int(max(classes.max(initial=-1), flat.max(initial=-1))) + 1
-    rows = np.arange(len(num_labels), dtype=np.int64)[:, None]
-    is_label = np.isin(rows * width + classes, video * width + flat)
-    perr = table.column("perr").to_numpy().astype(np.float64)
-    return ScoredVideos(classes, scores, is_label, perr, num_labels, flat)
+    perr = table.column("perr").to_numpy()
+    return ScoredVideos.from_entries(classes, scores, perr, num_labels, flat)
 
 
 def accumulator_from_table(table: pa.Table, num_classes: int, top_k: int) -> MetricsAccumulator:

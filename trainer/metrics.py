@@ -151,6 +151,21 @@ class ScoredVideos(NamedTuple):
     num_labels: np.ndarray  # [B] int64
     labels_flat: np.ndarray  # [sum(num_labels)] int64, every video's label indices in order
 
+    @classmethod
+    def from_entries(cls, classes, scores, perr, num_labels, labels_flat) -> ScoredVideos:
+        """Rebuild from stored entries; `is_label` is derived from each video's labels."""
+        classes = np.asarray(classes, dtype=np.int32)
+        num_labels = np.asarray(num_labels, dtype=np.int64)
+        labels_flat = np.asarray(labels_flat, dtype=np.int64)
+        # is_label[v, j]: classes[v, j] is one of video v's labels ((video, class) keyed as one int)
+        width = int(max(classes.max(initial=-1), labels_flat.max(initial=-1))) + 1
+        video = np.repeat(np.arange(len(num_labels), dtype=np.int64), num_labels)
+        rows = np.arange(len(num_labels), dtype=np.int64)[:, None]
+        is_label = np.isin(rows * width + classes, video * width + labels_flat)
+        return cls(
+            classes, np.asarray(scores), is_label, np.asarray(perr, np.float64), num_labels, labels_flat
+        )
+
     def take(self, indices) -> ScoredVideos:
         """The videos at `indices` (repeats allowed), in that order."""
         indices = np.asarray(indices, dtype=np.int64)
