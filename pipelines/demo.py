@@ -347,11 +347,6 @@ class RealVideoLevelDemo(Demo):
         return 0
 
 
-def read_comparison(workdir: str) -> dict:
-    with open(os.path.join(workdir, "compare", "comparison.json")) as f:
-        return json.load(f)
-
-
 def run(argv=None) -> int:
     args = build_arg_parser().parse_args(argv)
     if args.restart and os.path.exists(args.workdir):

@@ -484,7 +484,7 @@ def run(argv=None, test_pipeline=None, labels: bool = True, prog: str = "fewfram
     options = PipelineOptions(beam_args)
     options.view_as(SetupOptions).save_main_session = False
     try:
-        plan = scoring.plan_scoring(args.model, args.input, args.parse_batch_size)
+        plan = scoring.plan_scoring(args.model, args.input)
     except scoring.ScoringError as error:
         raise UsageError(str(error)) from None
     vocabulary = read_vocabulary(args.vocabulary, plan.metadata)

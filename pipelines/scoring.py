@@ -38,6 +38,7 @@ from schemas import raw
 from schemas.preprocessed import MANIFEST_NAME, PARQUET, SHARD_PREFIX, TFRECORD, DatasetLayout
 from schemas.quantization import dequantize
 from schemas.views import ALL, View
+from trainer.export import METADATA_NAME
 from trainer.metrics import DEFAULT_TOP_K, score_videos
 
 RAW = "raw"
@@ -49,7 +50,6 @@ WHOLE_VIDEOS = "whole"  # rows hold every frame (a dataset's full view): score_f
 VIDEO_VECTORS = "video"  # video-level features
 
 STAGE_SCORE = "score"
-EXPORT_METADATA = "fewframes_export.json"
 
 
 class ScoringError(ValueError):
@@ -138,17 +138,17 @@ def resolve_export(model: str) -> tuple[str, dict]:
     """An export directory (or a job dir holding `export/`) and its metadata."""
     model = model.rstrip("/")
     for candidate in (model, FileSystems.join(model, "export")):
-        path = FileSystems.join(candidate, EXPORT_METADATA)
+        path = FileSystems.join(candidate, METADATA_NAME)
         if FileSystems.exists(path):
             with FileSystems.open(path) as stream:
                 return candidate, json.loads(stream.read())
     raise ScoringError(
         f"--model {model} is neither a fewframes export nor a training job dir with export/ "
-        f"(no {EXPORT_METADATA})"
+        f"(no {METADATA_NAME})"
     )
 
 
-def plan_scoring(model: str, inputs: list[str], parse_batch_size: int = 64) -> ScoringPlan:
+def plan_scoring(model: str, inputs: list[str]) -> ScoringPlan:
     """Check that `inputs` fit the model and decide how to read and score them."""
     export_dir, metadata = resolve_export(model)
     if len(inputs) == 1 and FileSystems.exists(FileSystems.join(inputs[0].rstrip("/"), MANIFEST_NAME)):
