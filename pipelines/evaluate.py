@@ -30,7 +30,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
 from pipelines import evaluation_outputs as out
-from pipelines import failures, manifest, runner, scoring
+from pipelines import failures, manifest, runner, scoring, write
 from trainer.labels import Vocabulary
 from trainer.metrics import DEFAULT_TOP_K, MetricsAccumulator, ScoredVideos
 
@@ -332,19 +332,9 @@ def parse_args(argv, labels: bool = True, prog: str = "fewframes evaluate"):
 
 def prepare_output(output: str, overwrite: bool) -> None:
     """Refuse an output holding files; with `overwrite`, delete an earlier run's files only."""
-    output = output.rstrip("/")
-    existing = [m.path for m in FileSystems.match([output + "/**"])[0].metadata_list]
-    if not existing:
-        return
-    if not overwrite:
-        raise UsageError(f"{output} already holds files ({len(existing)}); pass --overwrite to replace them")
-    ours = [p for p in existing if _is_output_entry(p[len(output) + 1 :])]
-    if len(ours) != len(existing):
-        foreign = next(p for p in existing if p not in ours)
-        raise UsageError(
-            f"{output} holds files that no evaluation wrote (e.g. {foreign}); choose another --output"
-        )
-    FileSystems.delete(ours)
+    write.clear_output(
+        output, overwrite, _is_output_entry, "no evaluation wrote", "choose another --output", UsageError
+    )
 
 
 def _is_output_entry(name: str) -> bool:

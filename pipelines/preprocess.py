@@ -223,23 +223,17 @@ def _parse_args(argv):
 
 def _prepare_output(output: str, overwrite: bool) -> None:
     """Refuse a non-empty output; with `overwrite`, delete the old dataset's files only."""
-    output = output.rstrip("/")
-    existing = [m.path for m in FileSystems.match([output + "/**"])[0].metadata_list]
-    if not existing:
-        return
-    if not overwrite:
-        raise UsageError(f"{output} already holds files ({len(existing)}); pass --overwrite to replace them")
-    # `--overwrite` deletes the entries of a dataset directory and nothing else.
-    foreign = [p for p in existing if p[len(output) + 1 :].split("/", 1)[0] not in DATASET_ENTRIES]
-    if foreign:
-        raise UsageError(
-            f"{output} holds files that are not part of a fewframes dataset (e.g. {foreign[0]}); "
-            "--overwrite only replaces a dataset, so choose another --output"
-        )
-    FileSystems.delete(existing)
-    if FileSystems.get_scheme(output) is None:  # local: also remove the emptied directories
+    write.clear_output(
+        output,
+        overwrite,
+        lambda name: name.split("/", 1)[0] in DATASET_ENTRIES,
+        "are not part of a fewframes dataset",
+        "--overwrite only replaces a dataset, so choose another --output",
+        UsageError,
+    )
+    if overwrite and FileSystems.get_scheme(output) is None:  # local: also remove emptied directories
         for entry in DATASET_ENTRIES:
-            shutil.rmtree(os.path.join(output, entry), ignore_errors=True)
+            shutil.rmtree(os.path.join(output.rstrip("/"), entry), ignore_errors=True)
 
 
 def _normalization_entry(args) -> dict:

@@ -6,8 +6,11 @@ leaves no partial shard under the output directory.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import apache_beam as beam
 import pyarrow as pa
+from apache_beam.io.filesystems import FileSystems
 
 from pipelines.coders import VideoRow, row_nbytes
 from schemas.preprocessed import PARQUET, SHARD_PREFIX, TFRECORD, DatasetLayout
@@ -77,3 +80,24 @@ class WriteTFRecord(beam.PTransform):
                 compression_type=compression,
             )
         )
+
+
+def clear_output(
+    output: str, overwrite: bool, is_ours: Callable[[str], bool], not_ours: str, hint: str, error=ValueError
+) -> None:
+    """Refuse an output directory that holds files; with `overwrite`, delete them, but only
+    when every one is a file the job owns (`is_ours(path relative to output)`).
+
+    Raises `error`: "pass --overwrite" without it, or "{output} holds files that
+    {not_ours} (e.g. ...); {hint}" when a file is someone else's (nothing is deleted).
+    """
+    output = output.rstrip("/")
+    existing = [m.path for m in FileSystems.match([output + "/**"])[0].metadata_list]
+    if not existing:
+        return
+    if not overwrite:
+        raise error(f"{output} already holds files ({len(existing)}); pass --overwrite to replace them")
+    foreign = [p for p in existing if not is_ours(p[len(output) + 1 :])]
+    if foreign:
+        raise error(f"{output} holds files that {not_ours} (e.g. {foreign[0]}); {hint}")
+    FileSystems.delete(existing)
