@@ -1,20 +1,17 @@
 """Beam RunInference over a fewframes export (no tensorflow-hub, no tf_keras).
 
-`RawRecordModelHandler` scores serialized raw YouTube-8M records through the export's
-`serving_default` signature; `ViewFramesModelHandler` scores rows of a preprocessed
-dataset (frames already in the model's view) through `score_view`. Both load the
-SavedModel once per worker process (`share_model_across_processes`) and batch by
-`min_batch_size` / `max_batch_size`. Wrap in `KeyedModelHandler` to carry keys.
+`_ExportHandler` loads the SavedModel once per worker process and batches by
+`min_batch_size` / `max_batch_size`; `RawRecordModelHandler` scores serialized raw
+YouTube-8M records through the export's `serving_default` signature. Dataset rows and
+validated raw records are scored by `pipelines.scoring.VideoScoringHandler`, which
+also reduces each batch to its top-k entries. Wrap in `KeyedModelHandler` to carry keys.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
-
-from schemas import features as F
 
 OUTPUTS = ("class_indexes", "scores", "predictions", "representation")
 
@@ -59,22 +56,3 @@ class RawRecordModelHandler(_ExportHandler):
 
     def run_inference(self, batch: Sequence[bytes], model, inference_args=None) -> Iterable[PredictionResult]:
         return self._results(batch, model.score_examples(batch))
-
-
-class ViewFramesModelHandler(_ExportHandler):
-    """Dataset rows (dicts with the model's frame columns) -> PredictionResult(row, outputs)."""
-
-    def run_inference(self, batch: Sequence[dict], model, inference_args=None) -> Iterable[PredictionResult]:
-        from trainer.data import pad_frames
-
-        features = model.metadata["features"]
-        if model.metadata["kind"] == F.VIDEO_LEVEL:
-            inputs = {F.MEAN_FEATURE_OF[f]: np.stack([row[F.MEAN_FEATURE_OF[f]] for row in batch])
-                      for f in features}  # fmt: skip
-            return self._results(batch, model.score_view(inputs, None))
-        inputs, lengths = {}, None
-        for f in features:
-            inputs[f], lengths = pad_frames(
-                [np.asarray(row[f], np.float32) for row in batch], F.FEATURE_DIMS[f], np.float32
-            )
-        return self._results(batch, model.score_view(inputs, lengths))

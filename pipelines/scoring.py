@@ -396,10 +396,20 @@ class _CheckDatasetRow(beam.DoFn):
 
 
 # ----- scoring ------------------------------------------------------------------------------
-def _model_frames(plan: ScoringPlan, batch: list[dict]):
-    """A batch of rows -> the signature's dense inputs, num_frames and frames read per video."""
+def _pad_features(videos: dict[str, list]) -> tuple[dict, np.ndarray]:
+    """feature -> videos (`[T_i, D]` each) as the signatures' zero-padded float32 inputs + lengths."""
     from trainer.data import pad_frames
 
+    inputs, lengths = {}, None
+    for feature, frames in videos.items():
+        inputs[feature], lengths = pad_frames(
+            [np.asarray(v, np.float32) for v in frames], F.FEATURE_DIMS[feature], np.float32
+        )
+    return inputs, lengths
+
+
+def _model_frames(plan: ScoringPlan, batch: list[dict]):
+    """A batch of rows -> the signature's dense inputs, num_frames and frames read per video."""
     columns = plan.frame_columns()
     if plan.frames == VIDEO_VECTORS:
         inputs = {
@@ -407,15 +417,11 @@ def _model_frames(plan: ScoringPlan, batch: list[dict]):
             for f, c in columns.items()
         }
         return inputs, None, np.ones(len(batch), np.int32)
-    inputs, lengths = {}, None
     frame_dtype = plan.layout.frame_dtype if plan.layout is not None else "float32"
-    for feature, column in columns.items():
-        videos = [row[column] for row in batch]
-        if frame_dtype == "uint8":
-            videos = [dequantize(v) for v in videos]
-        inputs[feature], lengths = pad_frames(
-            [np.asarray(v, np.float32) for v in videos], F.FEATURE_DIMS[feature], np.float32
-        )
+    videos = {f: [row[c] for row in batch] for f, c in columns.items()}
+    if frame_dtype == "uint8":
+        videos = {f: [dequantize(v) for v in vs] for f, vs in videos.items()}
+    inputs, lengths = _pad_features(videos)
     if plan.frames == WHOLE_VIDEOS:
         frames_read = np.array([plan.view.num_selected(int(n)) for n in lengths], np.int32)
     else:
@@ -476,13 +482,9 @@ class SegmentScoringHandler(_ExportHandler):
         self._plan = plan
 
     def run_inference(self, batch, model, inference_args=None):
-        from trainer.data import pad_frames
-
-        inputs, lengths = {}, None
-        for feature in self._plan.features:
-            inputs[feature], lengths = pad_frames(
-                [segment["frames"][feature] for segment in batch], F.FEATURE_DIMS[feature], np.float32
-            )
+        inputs, lengths = _pad_features(
+            {f: [segment["frames"][f] for segment in batch] for f in self._plan.features}
+        )
         predictions = model.score_frames(inputs, lengths)["predictions"]
         return [
             PredictionResult(
