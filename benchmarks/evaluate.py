@@ -58,12 +58,10 @@ def prepare(workdir: str, videos: int, shards: int, preset: str) -> tuple[list[s
             first = sorted(glob.glob(os.path.join(raw, "train*.tfrecord")))[:1]
             preprocess.run(["--input", first[0], "--output", dataset, "--view", VIEW,
                             "--num-classes", str(NUM_CLASSES), "--overwrite"])  # fmt: skip
-        args = task.build_parser().parse_args(
+        task.train_from_argv(
             ["--train", dataset, "--job-dir", job, "--mode", "student", "--student", preset, "--view", VIEW,
-             "--epochs", "1", "--batch-size", "32", "--max-steps-per-epoch", "3", "--verbose", "0"]
+             "--epochs", "1", "--batch-size", "32", "--max-steps-per-epoch", "3"], verbose=0
         )  # fmt: skip
-        config, checkpoint_dir = task.config_from_args(args, {})
-        task.train(config, checkpoint_dir, verbose=0)
     return sorted(glob.glob(os.path.join(raw, "train*.tfrecord"))), os.path.join(job, "export")
 
 

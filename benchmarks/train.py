@@ -870,10 +870,8 @@ def _train_job_resumable(argv: list[str]) -> dict:
 
     from trainer import task
 
-    args = task.build_parser().parse_args([*argv, "--verbose", "0"])
-    config, checkpoint_dir = task.config_from_args(args, {})
     with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
-        summary = task.train(config, checkpoint_dir, verbose=0)
+        summary = task.train_from_argv(argv, verbose=0)
     keras.backend.clear_session()
     return summary
 

@@ -182,9 +182,7 @@ class Demo:
             str(SEED),
             *extra,
         ]
-        args = task.build_parser().parse_args(argv)
-        config, checkpoint_dir = task.config_from_args(args, {})
-        summary = task.train(config, checkpoint_dir, verbose=2 if sys.stdout.isatty() else 0)
+        summary = task.train_from_argv(argv, verbose=2 if sys.stdout.isatty() else 0)
         if summary["outcome"] != "completed":
             raise RuntimeError(f"training {name} stopped: {summary['outcome']}")
         return job

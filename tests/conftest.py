@@ -89,9 +89,7 @@ def train_job(argv) -> dict:
     """Train through `trainer.task` in this process (the command line's code path)."""
     from trainer import task
 
-    args = task.build_parser().parse_args(argv)
-    config, checkpoint_dir = task.config_from_args(args, {})
-    return task.train(config, checkpoint_dir, verbose=0)
+    return task.train_from_argv(argv, verbose=0)
 
 
 @pytest.fixture(scope="session")

@@ -9,16 +9,9 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from schemas import features as F
-from tests.conftest import REPO_ROOT, make_dataset
-from trainer import task
+from tests.conftest import REPO_ROOT, make_dataset, train_job
 from trainer.data import dataset_files, load_layout
 from trainer.export import METADATA_NAME, LoadedExport, read_metadata
-
-
-def _train(argv):
-    args = task.build_parser().parse_args(argv)
-    config, checkpoint_dir = task.config_from_args(args, {})
-    return task.train(config, checkpoint_dir, verbose=0)
 
 
 def _raw_records(raw_dir):
@@ -125,7 +118,7 @@ def test_beam_run_inference_scores_raw_records_with_the_export(student_export, t
 
 def test_video_level_export_scores_raw_examples_like_the_dataset(tmp_path):
     dataset = make_dataset(tmp_path / "video", kind="video", videos=30, classes=6)
-    _train(["--train", str(dataset), "--job-dir", str(tmp_path / "job"), "--mode", "student",
+    train_job(["--train", str(dataset), "--job-dir", str(tmp_path / "job"), "--mode", "student",
             "--student", "video-moe", "--epochs", "1", "--batch-size", "8", "--verbose", "0"])  # fmt: skip
     loaded = LoadedExport(str(tmp_path / "job" / "export"))
     assert loaded.metadata["kind"] == "video" and loaded.metadata["view"] == "all"

@@ -21,9 +21,7 @@ COMMON = ["--epochs", "8", "--batch-size", "32", "--learning-rate", "3e-3", "--v
 
 
 def _train(argv):
-    args = task.build_parser().parse_args(argv)
-    config, checkpoint_dir = task.config_from_args(args, {})
-    return task.train(config, checkpoint_dir, verbose=0)
+    return task.train_from_argv(argv, verbose=0)
 
 
 def _records(raw_dir):

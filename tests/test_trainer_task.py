@@ -18,9 +18,7 @@ SMALL = ["--batch-size", "8", "--verbose", "0"]
 
 
 def _train(argv):
-    args = task.build_parser().parse_args(argv)
-    config, checkpoint_dir = task.config_from_args(args, {})
-    return task.train(config, checkpoint_dir, verbose=0)
+    return task.train_from_argv(argv, verbose=0)
 
 
 def _weights(path):

@@ -470,12 +470,21 @@ def _finish(config: TrainConfig, model, plan, label_space) -> dict:
     return exports
 
 
+def train_from_argv(argv: list[str], environ=None, verbose: int | None = None) -> dict:
+    """One training job from `fewframes train` flags, in this process; its summary.
+
+    `environ` supplies AIP_MODEL_DIR / AIP_CHECKPOINT_DIR / TF_CONFIG (none by default, so
+    a library caller is not steered by its own environment); `verbose` overrides --verbose.
+    """
+    args = build_parser().parse_args(argv)
+    config, checkpoint_dir = config_from_args(args, {} if environ is None else environ)
+    return train(config, checkpoint_dir, verbose=args.verbose if verbose is None else verbose)
+
+
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args = build_parser().parse_args(argv)
     try:
-        config, checkpoint_dir = config_from_args(args, os.environ)
-        summary = train(config, checkpoint_dir, verbose=args.verbose)
+        summary = train_from_argv(sys.argv[1:] if argv is None else argv, os.environ)
     except ValueError as error:  # UsageError, InputMismatch and config errors: one line
         print(f"fewframes train: error: {error}", file=sys.stderr)
         return 2
