@@ -13,6 +13,10 @@ import sys
 SUBCOMMANDS = {
     "synth": ("pipelines.synth", "write synthetic YouTube-8M-format shards (frame or video level)"),
     "preprocess": ("pipelines.preprocess", "Beam job: raw shards -> compact Parquet/TFRecord dataset"),
+    "teacher-targets": (
+        "pipelines.teacher_targets",
+        "Beam job: a trained teacher's outputs once per video -> a compact dataset to distill from",
+    ),
     "train": ("trainer.task", "train a teacher and/or a few-frame student; export a SavedModel"),
     "evaluate": ("pipelines.evaluate", "Beam job: score a partition, GAP/mAP/Hit@1/PERR, report"),
     "predict": ("pipelines.predict", "Beam job: score a partition without labels, Kaggle-format CSV"),

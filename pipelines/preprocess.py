@@ -221,7 +221,7 @@ def _parse_args(argv):
     return args, beam_args
 
 
-def _prepare_output(output: str, overwrite: bool) -> None:
+def prepare_output(output: str, overwrite: bool) -> None:
     """Refuse a non-empty output; with `overwrite`, delete the old dataset's files only."""
     write.clear_output(
         output,
@@ -419,7 +419,7 @@ def run(argv=None, test_pipeline=None) -> dict:
     except (ValueError, OSError) as error:
         raise UsageError(str(error)) from None
     transform_source = _transform_source(args.transform_from, args.output) if args.transform_from else None
-    _prepare_output(args.output, args.overwrite)
+    prepare_output(args.output, args.overwrite)
     if transform_source:
         FileSystems.copy([transform_source + "/"], [f"{args.output.rstrip('/')}/{TRANSFORM_DIR}/"])
     args.transform_temp_dir = None

@@ -134,10 +134,10 @@ class ScoringPlan:
 
 
 # ----- planning ----------------------------------------------------------------------------
-def resolve_export(model: str) -> tuple[str, dict]:
-    """An export directory (or a job dir holding `export/`) and its metadata."""
+def resolve_export(model: str, subdirs: tuple[str, ...] = ("export",)) -> tuple[str, dict]:
+    """An export directory (or a job dir holding one of `subdirs`) and its metadata."""
     model = model.rstrip("/")
-    for candidate in (model, FileSystems.join(model, "export")):
+    for candidate in (model, *(FileSystems.join(model, d) for d in subdirs)):
         path = FileSystems.join(candidate, METADATA_NAME)
         if FileSystems.exists(path):
             with FileSystems.open(path) as stream:
@@ -152,7 +152,7 @@ def plan_scoring(model: str, inputs: list[str]) -> ScoringPlan:
     """Check that `inputs` fit the model and decide how to read and score them."""
     export_dir, metadata = resolve_export(model)
     if len(inputs) == 1 and FileSystems.exists(FileSystems.join(inputs[0].rstrip("/"), MANIFEST_NAME)):
-        return _plan_dataset(export_dir, metadata, inputs[0].rstrip("/"))
+        return plan_dataset(export_dir, metadata, inputs[0].rstrip("/"))
     return _plan_raw(export_dir, metadata, inputs)
 
 
@@ -200,7 +200,7 @@ def _plan_raw(export_dir: str, metadata: dict, patterns: list[str]) -> ScoringPl
     )
 
 
-def _plan_dataset(export_dir: str, metadata: dict, dataset: str) -> ScoringPlan:
+def plan_dataset(export_dir: str, metadata: dict, dataset: str) -> ScoringPlan:
     with FileSystems.open(FileSystems.join(dataset, MANIFEST_NAME)) as stream:
         manifest = json.loads(stream.read())
     layout = DatasetLayout.from_dict(manifest["schema"])
@@ -312,12 +312,14 @@ class ReadVideos(beam.PTransform):
     """The plan's input as rows for scoring; tagged outputs `rows`, `failed`, `read_count`.
 
     `read_count` is one number: records read (whole and damaged), so that
-    `read_count == scored + failed` can be checked at the end.
+    `read_count == scored + failed` can be checked at the end. `frame_columns` (dataset
+    input) reads and checks these frame columns instead of the model's.
     """
 
-    def __init__(self, plan: ScoringPlan, parse_batch_size: int = 64):
+    def __init__(self, plan: ScoringPlan, parse_batch_size: int = 64, frame_columns=None):
         super().__init__()
         self._plan, self._batch = plan, parse_batch_size
+        self._frame_columns = list(frame_columns or plan.frame_columns().values())
 
     def expand(self, pipeline):
         plan = self._plan
@@ -331,7 +333,7 @@ class ReadVideos(beam.PTransform):
             )
             failed = (records[failures.FAILED], parsed[failures.FAILED]) | "ReadFailures" >> beam.Flatten()
             return {"rows": parsed.rows, "failed": failed, "read_count": read_count}
-        columns = [F.ID, F.LABELS] + list(plan.frame_columns().values())
+        columns = [F.ID, F.LABELS] + self._frame_columns
         if plan.kind == F.FRAME_LEVEL:
             columns.append(F.NUM_FRAMES)
         if plan.segments:
@@ -346,7 +348,7 @@ class ReadVideos(beam.PTransform):
             .with_output_types(VideoRow)
             .with_outputs(failures.FAILED, main="rows")
         )
-        rows = out.rows | "CheckRows" >> beam.ParDo(_CheckDatasetRow(plan)).with_outputs(
+        rows = out.rows | "CheckRows" >> beam.ParDo(_CheckDatasetRow(plan, self._frame_columns)).with_outputs(
             failures.FAILED, main="rows"
         )
         read_count = (
@@ -364,9 +366,9 @@ class ReadVideos(beam.PTransform):
 class _CheckDatasetRow(beam.DoFn):
     """The checks a raw record passes, for rows read back from a dataset."""
 
-    def __init__(self, plan: ScoringPlan):
+    def __init__(self, plan: ScoringPlan, frame_columns: list[str]):
         self._num_entities = plan.num_entities
-        self._columns = plan.frame_columns()
+        self._columns = frame_columns
         self._frames = plan.frames
 
     def process(self, row):
@@ -386,10 +388,15 @@ class _CheckDatasetRow(beam.DoFn):
         outside = labels[(labels < 0) | (labels >= self._num_entities)]
         if outside.size:
             return f"label {int(outside[0])} is outside [0, {self._num_entities})"
-        lengths = {len(row[c]) for c in self._columns.values()}
+        lengths = {len(row[c]) for c in self._columns}
         if self._frames != VIDEO_VECTORS and (len(lengths) != 1 or 0 in lengths):
             return f"frame columns hold {sorted(lengths)} frames (need the same, non-zero, count)"
-        for column in self._columns.values():
+        if self._frames == WHOLE_VIDEOS and lengths != {min(int(row[F.NUM_FRAMES]), F.MAX_FRAMES)}:
+            return (
+                f"the full view holds {lengths.pop()} frames, but num_frames {row[F.NUM_FRAMES]} "
+                f"means {min(int(row[F.NUM_FRAMES]), F.MAX_FRAMES)}"
+            )
+        for column in self._columns:
             if not np.isfinite(np.asarray(row[column], dtype=np.float32)).all():
                 return f"column {column!r} holds non-finite values"
         return None
@@ -408,7 +415,7 @@ def _pad_features(videos: dict[str, list]) -> tuple[dict, np.ndarray]:
     return inputs, lengths
 
 
-def _model_frames(plan: ScoringPlan, batch: list[dict]):
+def model_frames(plan: ScoringPlan, batch: list[dict]):
     """A batch of rows -> the signature's dense inputs, num_frames and frames read per video."""
     columns = plan.frame_columns()
     if plan.frames == VIDEO_VECTORS:
@@ -450,7 +457,7 @@ class VideoScoringHandler(_ExportHandler):
 
     def run_inference(self, batch, model, inference_args=None):
         plan = self._plan
-        inputs, lengths, frames_read = _model_frames(plan, batch)
+        inputs, lengths, frames_read = model_frames(plan, batch)
         signature = model.score_frames if plan.frames == WHOLE_VIDEOS else model.score_view
         start = time.perf_counter()
         outputs = signature(inputs, lengths)
@@ -527,6 +534,25 @@ def _failed_batch(failed) -> list[dict]:
     return [failures.failure("", -1, -1, STAGE_SCORE, reason, key) for key, _ in batch]
 
 
+class RunKeyedInference(beam.PTransform):
+    """Rows -> `results` (each row's inference, keyed by id inside) and `failed` (one dead
+    letter per video of a batch the model could not score). Only `keep` columns travel."""
+
+    def __init__(self, handler, keep: set):
+        super().__init__()
+        self._handler, self._keep = handler, keep
+
+    def expand(self, rows):
+        main, other = (
+            rows
+            | "KeyById" >> beam.Map(_strip_for_scoring, self._keep)
+            | "RunInference" >> RunInference(KeyedModelHandler(self._handler)).with_exception_handling()
+        )
+        results = main | "Inferences" >> beam.Map(lambda keyed: keyed[1].inference)
+        failed = other.failed_inferences | "FailedBatches" >> beam.FlatMap(_failed_batch)
+        return {"results": results, "failed": failed}
+
+
 class ScoreVideos(beam.PTransform):
     """Rows -> `scored` per-video records and `failed` (a batch the model could not score)."""
 
@@ -544,15 +570,9 @@ class ScoreVideos(beam.PTransform):
     def expand(self, rows):
         plan = self._plan
         keep = {F.ID, F.LABELS, F.NUM_FRAMES, *plan.frame_columns().values()}
-        handler = KeyedModelHandler(VideoScoringHandler(plan, self._top_k, **self._batching))
-        main, other = (
-            rows
-            | "KeyById" >> beam.Map(_strip_for_scoring, keep)
-            | "RunInference" >> RunInference(handler).with_exception_handling()
-        )
-        scored = main | "VideoRecords" >> beam.Map(lambda keyed: keyed[1].inference)
-        failed = other.failed_inferences | "FailedBatches" >> beam.FlatMap(_failed_batch)
-        return {"scored": scored, "failed": failed}
+        handler = VideoScoringHandler(plan, self._top_k, **self._batching)
+        out = rows | "Score" >> RunKeyedInference(handler, keep)
+        return {"scored": out["results"], "failed": out["failed"]}
 
 
 class ScoreSegments(beam.PTransform):

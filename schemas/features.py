@@ -45,3 +45,11 @@ KINDS = (FRAME_LEVEL, VIDEO_LEVEL)
 def full_view_column(feature: str) -> str:
     """Name of the teacher (all-frames) column of a frame feature."""
     return FULL_VIEW_PREFIX + feature
+
+
+# Teacher-targets columns (`schemas.targets`): a frozen teacher's outputs per video.
+TEACHER_PREDICTIONS = "teacher_predictions"
+TEACHER_TOP_CLASSES = "teacher_top_classes"
+TEACHER_TOP_SCORES = "teacher_top_scores"
+TEACHER_REST_SCORE = "teacher_rest_score"
+TEACHER_REPRESENTATION = "teacher_representation"

@@ -46,12 +46,13 @@ ARROW_METADATA_KEY = b"fewframes.layout"
 # Column roles: how a column is typed in each representation.
 STRING = "string"
 INT = "int"
+FLOAT = "float"
 INT_LIST = "int_list"
 FLOAT_LIST = "float_list"
 VECTOR = "vector"
 FRAMES = "frames"
 
-_NUMPY_INT_LIST_TYPES = {F.FRAME_INDEX: np.int16}
+_NUMPY_INT_LIST_TYPES = {F.FRAME_INDEX: np.int16, F.TEACHER_TOP_CLASSES: np.int16}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +67,8 @@ class Column:
             return pa.string()
         if self.role == INT:
             return pa.int32()
+        if self.role == FLOAT:
+            return pa.float32()
         if self.role == INT_LIST:
             return pa.list_(pa.from_numpy_dtype(_NUMPY_INT_LIST_TYPES.get(self.name, np.int32)))
         if self.role == FLOAT_LIST:
@@ -94,6 +97,11 @@ class DatasetLayout:
     teacher_view: bool = False
     segments: bool = False
     view: str = ""  # the student view's spec, e.g. "every_n:10" (frame level)
+    # Teacher targets (`schemas.targets`): "" (none), "all" or "top_k:K", with the
+    # teacher's class count and representation width.
+    teacher_targets: str = ""
+    num_classes: int = 0
+    representation_dim: int = 0
 
     def __post_init__(self):
         if self.kind not in F.KINDS:
@@ -102,6 +110,20 @@ class DatasetLayout:
             raise ValueError(f"unknown frame dtype {self.frame_dtype!r}; expected one of {FRAME_DTYPES}")
         if self.kind == F.VIDEO_LEVEL and (self.teacher_view or self.segments):
             raise ValueError("video-level datasets have no frame views or segments")
+        if self.teacher_targets:
+            encoding = self.targets_encoding
+            if self.kind != F.FRAME_LEVEL:
+                raise ValueError("teacher targets are stored with frame-level datasets only")
+            if self.num_classes < 1 or self.representation_dim < 1:
+                raise ValueError("teacher targets need num_classes and representation_dim")
+            encoding.check(self.num_classes)
+
+    @property
+    def targets_encoding(self):
+        """The `TargetsEncoding` of a teacher-targets dataset (None for other datasets)."""
+        from schemas.targets import TargetsEncoding
+
+        return TargetsEncoding.parse(self.teacher_targets) if self.teacher_targets else None
 
     # ----- the one column list -------------------------------------------------
     def columns(self) -> list[Column]:
@@ -150,6 +172,35 @@ class DatasetLayout:
                 Column(F.SEGMENT_LABELS, INT_LIST, "class rated for each segment"),
                 Column(F.SEGMENT_SCORES, FLOAT_LIST, "rating of each segment: 1 present, 0 absent"),
             ]
+        if self.teacher_targets:
+            cols += self._target_columns()
+        return cols
+
+    def _target_columns(self) -> list[Column]:
+        encoding = self.targets_encoding
+        if encoding.k == 0:
+            cols = [
+                Column(
+                    F.TEACHER_PREDICTIONS,
+                    VECTOR,
+                    "the teacher's probability of every class, over all frames",
+                    self.num_classes,
+                )
+            ]
+        else:
+            cols = [
+                Column(F.TEACHER_TOP_CLASSES, INT_LIST, f"the teacher's {encoding.k} most probable classes"),
+                Column(F.TEACHER_TOP_SCORES, FLOAT_LIST, "their probabilities (highest first)"),
+                Column(F.TEACHER_REST_SCORE, FLOAT, "mean probability of the other classes"),
+            ]
+        cols.append(
+            Column(
+                F.TEACHER_REPRESENTATION,
+                VECTOR,
+                "the teacher's final representation (before its head)",
+                self.representation_dim,
+            )
+        )
         return cols
 
     @property
@@ -207,9 +258,9 @@ class DatasetLayout:
             elif c.role in (INT, INT_LIST):
                 values = [int(value)] if c.role == INT else np.asarray(value).tolist()
                 feature[c.name] = feature_pb2.Feature(int64_list=feature_pb2.Int64List(value=values))
-            elif c.role in (FLOAT_LIST, VECTOR):
+            elif c.role in (FLOAT, FLOAT_LIST, VECTOR):
                 feature[c.name] = feature_pb2.Feature(
-                    float_list=feature_pb2.FloatList(value=np.asarray(value, np.float32).tolist())
+                    float_list=feature_pb2.FloatList(value=np.asarray(value, np.float32).reshape(-1).tolist())
                 )
             else:
                 frames = np.ascontiguousarray(value, dtype=self.frame_dtype)
@@ -241,6 +292,12 @@ class DatasetLayout:
                 row[c.name] = feature.bytes_list.value[0].decode() if feature.bytes_list.value else ""
             elif c.role == INT:
                 row[c.name] = int(feature.int64_list.value[0])
+            elif c.role == FLOAT:
+                if len(feature.float_list.value) != 1:
+                    raise ValueError(
+                        f"column {c.name!r} holds {len(feature.float_list.value)} values, expected 1"
+                    )
+                row[c.name] = np.float32(feature.float_list.value[0])
             elif c.role == INT_LIST:
                 dtype = _NUMPY_INT_LIST_TYPES.get(c.name, np.int64)
                 row[c.name] = np.asarray(feature.int64_list.value, dtype=dtype)
@@ -265,6 +322,8 @@ class DatasetLayout:
                 spec[c.name] = tf.io.FixedLenFeature([], tf.string)
             elif c.role == INT:
                 spec[c.name] = tf.io.FixedLenFeature([], tf.int64)
+            elif c.role == FLOAT:
+                spec[c.name] = tf.io.FixedLenFeature([], tf.float32)
             elif c.role == INT_LIST:
                 spec[c.name] = tf.io.RaggedFeature(tf.int64)
             elif c.role == FLOAT_LIST:
@@ -322,6 +381,8 @@ def _arrow_column(
         return pa.array(values, type=arrow_type)
     if column.role == INT:
         return pa.array(np.asarray(values, dtype=np.int32), type=arrow_type)
+    if column.role == FLOAT:
+        return pa.array(np.asarray(values, dtype=np.float32), type=arrow_type)
     if column.role in (INT_LIST, FLOAT_LIST):
         item_type = arrow_type.value_type
         numpy_type = item_type.to_pandas_dtype()
@@ -347,6 +408,8 @@ def _arrow_column(
 def _numpy_values(column: Column, array: pa.Array, frame_dtype: str) -> list:
     if column.role in (STRING, INT):
         return array.to_pylist()
+    if column.role == FLOAT:
+        return list(array.to_numpy(zero_copy_only=False))
     if column.role == VECTOR:
         return list(array.flatten().to_numpy(zero_copy_only=False).reshape(-1, column.dim))
     offsets = array.offsets.to_numpy()

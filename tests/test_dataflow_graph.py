@@ -105,3 +105,52 @@ def test_evaluate_translates_to_a_dataflow_job_with_our_container(student_export
         assert label in step_names, label
     images = {env.payload for env in result.job.proto_pipeline.components.environments.values()}
     assert any(IMAGE.encode() in payload for payload in images)
+
+
+def test_teacher_targets_translates_to_a_dataflow_job_with_our_container(student_export):
+    from pipelines import scoring, teacher_targets
+    from schemas.targets import TargetsEncoding
+    from schemas.views import View
+    from trainer.export import read_metadata
+
+    metadata = {**read_metadata(str(student_export)), "role": "teacher", "view": "all", "serving_view": "all"}
+    argv = ["--teacher", "gs://bucket/jobs/teacher", "--input", "gs://bucket/datasets/train",
+            "--output", "gs://bucket/datasets/train_targets", "--format", "parquet,tfrecord",
+            "--runner", "DataflowRunner", "--project", "my-project", "--region", "europe-west4",
+            "--temp_location", "gs://bucket/tmp", "--sdk_container_image", IMAGE,
+            "--dry_run", "True"]  # fmt: skip
+    args, beam_args = teacher_targets._parse_args(argv)
+    plan = teacher_targets.TargetsPlan(
+        scoring=scoring.ScoringPlan(
+            export_dir="gs://bucket/jobs/teacher/export",
+            metadata=metadata,
+            source=scoring.DATASET,
+            kind="frame",
+            patterns=("gs://bucket/datasets/train",),
+            files=("gs://bucket/datasets/train/parquet/part-00000-of-00001.parquet",),
+            input_bytes=1 << 30,
+            frames=scoring.WHOLE_VIDEOS,
+            segments=False,
+            layout=DatasetLayout("frame", teacher_view=True, view="every_n:10"),
+            dataset_format="parquet",
+        ),
+        view=View.parse("every_n:10"),
+        encoding=TargetsEncoding.parse("top_k:4"),
+        layout=DatasetLayout(
+            "frame", view="every_n:10", teacher_targets="top_k:4", num_classes=8, representation_dim=64
+        ),
+        input_manifest={"num_classes": 8, "formats": ["parquet"], "partition": "train"},
+    )
+    pipeline = beam.Pipeline(runner=DataflowRunner(), options=PipelineOptions(beam_args))
+    teacher_targets.build_pipeline(pipeline, args, plan)
+
+    result = pipeline.run()  # --dry_run: translated, not submitted
+
+    step_names = {
+        t.unique_name.split("/")[0] for t in result.job.proto_pipeline.components.transforms.values()
+    }
+    for label in ("ReadFullView", "ComputeTeacherTargets", "WriteParquet", "WriteTFRecord", "WriteFailures",
+                  "WriteManifest"):  # fmt: skip
+        assert label in step_names, label
+    images = {env.payload for env in result.job.proto_pipeline.components.environments.values()}
+    assert any(IMAGE.encode() in payload for payload in images)

@@ -28,6 +28,10 @@ def _frame_rows(layout: DatasetLayout, rng, count=4):
             ).astype(dtype)
             if layout.teacher_view:
                 row[F.full_view_column(name)] = rng.normal(size=(full, dim)).astype(dtype)
+        if layout.teacher_targets:
+            predictions = rng.random((1, layout.num_classes)).astype(np.float32)
+            row.update(layout.targets_encoding.encode(predictions)[0])
+            row[F.TEACHER_REPRESENTATION] = rng.normal(size=layout.representation_dim).astype(np.float32)
         if layout.segments:
             row.update(
                 {
@@ -54,10 +58,30 @@ LAYOUTS = [
     DatasetLayout(F.FRAME_LEVEL, "float16", view="every_n:10"),
     DatasetLayout(F.FRAME_LEVEL, "float32", teacher_view=True, segments=True, view="uniform:5"),
     DatasetLayout(F.FRAME_LEVEL, "uint8", teacher_view=True, view="every_n:3"),
+    DatasetLayout(
+        F.FRAME_LEVEL,
+        "float16",
+        view="every_n:10",
+        teacher_targets="all",
+        num_classes=7,
+        representation_dim=5,
+    ),
+    DatasetLayout(
+        F.FRAME_LEVEL,
+        "uint8",
+        view="uniform:4",
+        teacher_targets="top_k:3",
+        num_classes=9,
+        representation_dim=6,
+    ),
 ]
 
 
-@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda layout: layout.frame_dtype)
+def _layout_id(layout):
+    return layout.frame_dtype + (f"-targets-{layout.teacher_targets}" if layout.teacher_targets else "")
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=_layout_id)
 def test_frame_rows_round_trip_through_parquet(layout):
     rows = _frame_rows(layout, np.random.default_rng(1))
     buffer = io.BytesIO()
@@ -67,7 +91,7 @@ def test_frame_rows_round_trip_through_parquet(layout):
     _assert_rows_equal(layout, layout.rows_from_table(table), rows)
 
 
-@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda layout: layout.frame_dtype)
+@pytest.mark.parametrize("layout", LAYOUTS, ids=_layout_id)
 def test_frame_rows_round_trip_through_tf_examples(layout):
     rows = _frame_rows(layout, np.random.default_rng(2))
     parsed = layout.parse_tf_examples(tf.constant([layout.to_tf_example(r) for r in rows]))
@@ -79,11 +103,17 @@ def test_frame_rows_round_trip_through_tf_examples(layout):
             frames = parsed[column.name][i].numpy()
             assert frames.dtype == np.dtype(layout.frame_dtype)
             assert np.array_equal(frames, row[column.name]), column.name
+    if layout.teacher_targets:
+        encoding = layout.targets_encoding
+        columns = {name: [row[name] for row in rows] for name in encoding.prediction_columns()}
+        expected = encoding.dense_numpy(columns, layout.num_classes)
+        assert np.array_equal(encoding.dense_tf(parsed, layout.num_classes).numpy(), expected)
+        assert np.array_equal(
+            parsed[F.TEACHER_REPRESENTATION].numpy(), np.stack([r[F.TEACHER_REPRESENTATION] for r in rows])
+        )
 
 
-@pytest.mark.parametrize(
-    "layout", LAYOUTS + [DatasetLayout(F.VIDEO_LEVEL)], ids=lambda layout: layout.frame_dtype
-)
+@pytest.mark.parametrize("layout", LAYOUTS + [DatasetLayout(F.VIDEO_LEVEL)], ids=_layout_id)
 def test_rows_round_trip_through_one_tf_example_without_tf_ops(layout):
     if layout.kind == F.VIDEO_LEVEL:
         rng = np.random.default_rng(5)
@@ -154,3 +184,30 @@ def test_invalid_layouts_are_refused():
 def test_parquet_without_layout_metadata_is_refused():
     with pytest.raises(ValueError, match="not written by fewframes"):
         layout_from_arrow_schema(pa.schema([("id", pa.string())]))
+
+
+def test_targets_encodings_keep_the_top_classes_and_the_rest_as_their_mean():
+    from schemas.targets import TargetsEncoding
+
+    predictions = np.array([[0.1, 0.9, 0.3, 0.05, 0.2], [0.5, 0.5, 0.0, 0.25, 0.75]], np.float32)
+    exact = TargetsEncoding.parse("all")
+    assert np.array_equal(
+        exact.dense_numpy(
+            {F.TEACHER_PREDICTIONS: [r[F.TEACHER_PREDICTIONS] for r in exact.encode(predictions)]}, 5
+        ),
+        predictions,
+    )
+    top = TargetsEncoding.parse("top_k:2")
+    encoded = top.encode(predictions)
+    assert encoded[0][F.TEACHER_TOP_CLASSES].tolist() == [1, 2]
+    assert encoded[1][F.TEACHER_TOP_CLASSES].tolist() == [4, 0]  # ties: the lower class first
+    columns = {name: [row[name] for row in encoded] for name in top.prediction_columns()}
+    dense = top.dense_numpy(columns, 5)
+    np.testing.assert_allclose(dense[0], [0.35 / 3, 0.9, 0.3, 0.35 / 3, 0.35 / 3], rtol=1e-6)
+    np.testing.assert_allclose(dense[1], [0.5, 0.75 / 3, 0.75 / 3, 0.75 / 3, 0.75], rtol=1e-6)
+    assert top.bytes_per_video(3862, 1024) == 6 * 2 + 4 + 4 * 1024
+    with pytest.raises(ValueError, match="top_k:5 keep every one"):
+        DatasetLayout(F.FRAME_LEVEL, teacher_targets="top_k:5", num_classes=5, representation_dim=3)
+    for text in ("top_k", "top:3", "all:2", "top_k:0"):
+        with pytest.raises(ValueError):
+            TargetsEncoding.parse(text)

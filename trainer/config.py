@@ -93,6 +93,7 @@ class TrainConfig:
     teacher: ModelChoice | None = None
     student: ModelChoice | None = None
     teacher_dir: str | None = None
+    targets: str | None = None  # a teacher-targets dataset: serial without running the teacher
     view: str = "every_n:10"
     features: tuple[str, ...] = F.FRAME_FEATURES
     epochs: int = 5
@@ -127,8 +128,15 @@ class TrainConfig:
             raise ValueError(f"--mode {self.mode} needs --teacher NAME")
         if needs_student and self.student is None:
             raise ValueError(f"--mode {self.mode} needs --student NAME")
-        if self.mode == SERIAL and not self.teacher_dir:
-            raise ValueError("--mode serial needs --teacher-dir (a trained teacher's job dir)")
+        if self.mode == SERIAL and not (self.teacher_dir or self.targets):
+            raise ValueError(
+                "--mode serial needs --teacher-dir (a trained teacher's job dir) or --targets "
+                "(its outputs, from `fewframes teacher-targets`)"
+            )
+        if self.targets and self.mode != SERIAL:
+            raise ValueError("--targets feeds --mode serial only")
+        if self.targets and self.train != self.targets:
+            raise ValueError("--targets is the training dataset; drop --train")
         if self.mode != SERIAL and self.teacher_dir:
             raise ValueError("--teacher-dir is only used by --mode serial")
         for name in ("epochs", "batch_size", "checkpoint_every", "export_top_k"):

@@ -11,7 +11,9 @@ tf.distribute work unchanged. Modes (`trainer.config`):
   teacher's outputs behind stop_gradient in the student's terms, so the extra terms
   never update the teacher (its weights follow a teacher-only run exactly);
 - serial:   the teacher is rebuilt from a trained job and frozen (inference mode);
-  L = ce·L_CE(student) + rep·L_rep + pred·L_pred.
+  L = ce·L_CE(student) + rep·L_rep + pred·L_pred. Offline (`targets_dims`), there is
+  no teacher model: its outputs come with each batch from a teacher-targets dataset,
+  and the same terms are computed from them.
 
 All loss code is backend-neutral (`keras.ops`).
 """
@@ -23,7 +25,14 @@ from keras import ops
 
 from schemas.features import MAX_FRAMES
 from trainer.config import BERNOULLI_KL, CATEGORICAL_KL, MSE, PARALLEL, SERIAL, TEACHER, LossConfig
-from trainer.inputs import STUDENT_FRAMES, STUDENT_MASK, TEACHER_FRAMES, TEACHER_MASK
+from trainer.inputs import (
+    STUDENT_FRAMES,
+    STUDENT_MASK,
+    TARGET_PREDICTIONS,
+    TARGET_REPRESENTATION,
+    TEACHER_FRAMES,
+    TEACHER_MASK,
+)
 from trainer.models import ModelSpec, VideoClassifier
 from trainer.normalization import FrameNormalization
 
@@ -125,16 +134,24 @@ class DistillationModel(keras.Model):
         student: FramesClassifier | None = None,
         loss_config: LossConfig | None = None,
         projection_dim: int | None = None,
+        targets_dims: tuple[int, int] | None = None,
         **kwargs,
     ):
+        """`targets_dims` = (classes, representation width) of a teacher whose outputs come
+        with the inputs (`serial` from a teacher-targets dataset) instead of a `teacher`."""
         super().__init__(**kwargs)
         self.mode = mode
         self.loss_config = loss_config or LossConfig()
         self.teacher = teacher
         self.student = student
+        self.targets_dims = targets_dims
         self.distilling = mode in (PARALLEL, SERIAL)
         self.teacher_trained = mode in (TEACHER, PARALLEL)
-        if mode == SERIAL:
+        if targets_dims is not None and (mode != SERIAL or teacher is not None):
+            raise ValueError("stored teacher outputs replace the teacher in serial mode only")
+        if mode == SERIAL and teacher is None and targets_dims is None:
+            raise ValueError("serial mode needs a trained teacher or its stored outputs")
+        if mode == SERIAL and teacher is not None:
             teacher.trainable = False
         # L_rep compares final representations; a learned projection bridges different widths.
         self.projection = (
@@ -164,6 +181,10 @@ class DistillationModel(keras.Model):
             )
             outputs[TEACHER_PREDICTIONS] = teacher["predictions"]
             outputs[TEACHER_REPRESENTATION] = teacher["representation"]
+        elif self.targets_dims is not None and TARGET_PREDICTIONS in inputs:
+            # Absent from evaluation batches, which feed the student only.
+            outputs[TEACHER_PREDICTIONS] = inputs[TARGET_PREDICTIONS]
+            outputs[TEACHER_REPRESENTATION] = inputs[TARGET_REPRESENTATION]
         if self.student is not None:
             student = self.student(
                 {"frames": inputs[STUDENT_FRAMES], "mask": inputs[STUDENT_MASK]}, training=training
@@ -214,6 +235,9 @@ class DistillationModel(keras.Model):
         if self.teacher is not None:
             inputs[TEACHER_FRAMES] = ops.zeros((1, MAX_FRAMES, self.teacher.input_dim))
             inputs[TEACHER_MASK] = ops.ones((1, MAX_FRAMES))
+        if self.targets_dims is not None:
+            inputs[TARGET_PREDICTIONS] = ops.zeros((1, self.targets_dims[0]))
+            inputs[TARGET_REPRESENTATION] = ops.zeros((1, self.targets_dims[1]))
         if self.student is not None:
             inputs[STUDENT_FRAMES] = ops.zeros((1, student_frames, self.student.input_dim))
             inputs[STUDENT_MASK] = ops.ones((1, student_frames))

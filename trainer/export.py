@@ -43,6 +43,24 @@ def read_metadata(export_dir: str) -> dict:
     return json.loads(storage.read_text(path))
 
 
+def weights_fingerprint(model) -> str:
+    """SHA-256 of a model's weights (names, shapes, dtypes and values, in model order).
+
+    The same for a trained model, its export and the model rebuilt from its weights
+    file, so a teacher-targets dataset can name the exact teacher that computed it.
+    """
+    import hashlib
+
+    import keras
+
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        value = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
+        digest.update(f"{weight.path}|{value.dtype.str}|{value.shape};".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
 def export_classifier(classifier, export_dir: str, metadata: dict) -> str:
     """Write `classifier` (a built `FramesClassifier`) as a SavedModel to `export_dir`.
 

@@ -2,7 +2,10 @@
 
 A batch is `(x, y)`: `x` holds `teacher_frames` `[B, 300, D]` / `teacher_mask` (the
 full view) and/or `student_frames` `[B, K, D]` / `student_mask` (the student's view,
-K = the view's most frames), `y` the multi-hot labels `[B, C]`. Frames are the
+K = the view's most frames), `y` the multi-hot labels `[B, C]`. Read from a
+teacher-targets dataset (`serial` with `--targets`), `x` holds the teacher's stored
+outputs instead of its frames: `teacher_predictions` `[B, C]` and
+`teacher_representation` `[B, R]`. Frames are the
 dataset's dequantized values with the selected features concatenated (rgb, then
 audio); the rest of the normalization chain runs inside the model
 (`trainer.normalization`). Video-level datasets give one "frame" per video.
@@ -34,6 +37,7 @@ from trainer.labels import LabelSpace
 
 TEACHER_FRAMES, TEACHER_MASK = "teacher_frames", "teacher_mask"
 STUDENT_FRAMES, STUDENT_MASK = "student_frames", "student_mask"
+TARGET_PREDICTIONS, TARGET_REPRESENTATION = F.TEACHER_PREDICTIONS, F.TEACHER_REPRESENTATION
 FULL_VIEW = View(ALL)
 
 
@@ -53,6 +57,7 @@ class InputPlan:
     teacher: bool  # produce the full view
     student_view: View | None  # produce this view
     student_from_full: bool  # cut it from the full view (else: the stored view)
+    targets: bool = False  # produce the stored teacher outputs (a teacher-targets dataset)
 
     @property
     def num_videos(self) -> int:
@@ -75,7 +80,12 @@ class InputPlan:
             columns += self.frame_sources(full=True)
         if self.student_view is not None and not self.student_from_full:
             columns += self.frame_sources(full=False)
+        if self.targets:
+            columns += self.target_columns()
         return columns
+
+    def target_columns(self) -> list[str]:
+        return [*self.layout.targets_encoding.prediction_columns(), TARGET_REPRESENTATION]
 
 
 def plan_inputs(
@@ -85,14 +95,20 @@ def plan_inputs(
     features: tuple[str, ...],
     label_space: LabelSpace,
     role: str = "train",
+    targets: bool = False,
 ) -> InputPlan:
-    """Check that a dataset can feed `mode` and say how; `InputMismatch` names what is wrong."""
+    """Check that a dataset can feed `mode` and say how; `InputMismatch` names what is wrong.
+
+    `targets`: the dataset is a teacher-targets dataset feeding `serial` without the teacher.
+    """
     layout, manifest = load_layout(dataset_dir)
     where = f"{role} dataset {dataset_dir}"
     if manifest.get("num_classes") != label_space.num_entities:
         raise InputMismatch(
             f"{where} has {manifest.get('num_classes')} classes; this run expects {label_space.num_entities}"
         )
+    if targets:
+        return _plan_targets(dataset_dir, layout, manifest, view, features, label_space, where)
     teacher = mode in (TEACHER, PARALLEL, SERIAL)
     student = mode != TEACHER
     if layout.kind == F.VIDEO_LEVEL:
@@ -135,6 +151,51 @@ def plan_inputs(
         teacher=teacher,
         student_view=student_view,
         student_from_full=from_full,
+    )
+
+
+def _plan_targets(dataset_dir, layout, manifest, view, features, label_space, where) -> InputPlan:
+    """A teacher-targets dataset: the stored student view and the teacher's stored outputs."""
+    if not layout.teacher_targets:
+        raise InputMismatch(
+            f"{where} holds no teacher targets: --targets needs a dataset written by "
+            "`fewframes teacher-targets` (or drop --targets to run the teacher online)"
+        )
+    if not view.is_deterministic:
+        raise InputMismatch(
+            f"--view {view} draws new frames every epoch; {where} stores one view ({layout.view}): "
+            f"use --view {layout.view}, or drop --targets to cut random views from the full view"
+        )
+    if layout.view != str(view):
+        raise InputMismatch(
+            f"{where} stores view {layout.view}; this run asks for --view {view} "
+            f"(compute targets with --view {view}, or use --view {layout.view})"
+        )
+    teacher = manifest.get("teacher", {})
+    if layout.num_classes != label_space.num_classes or teacher.get("label_space") != label_space.kind:
+        raise InputMismatch(
+            f"{where} holds a teacher's predictions over {layout.num_classes} "
+            f"{teacher.get('label_space')} classes; this run trains on {label_space.num_classes} "
+            f"{label_space.kind} classes"
+        )
+    vocabulary = teacher.get("vocabulary_sha256")
+    if vocabulary and label_space.vocabulary_sha256 and vocabulary != label_space.vocabulary_sha256:
+        raise InputMismatch(f"the teacher of {where} used another vocabulary than --vocabulary")
+    if tuple(teacher.get("features", ())) != tuple(features):
+        raise InputMismatch(
+            f"the teacher of {where} read features {','.join(teacher.get('features', ()))}; "
+            f"this run asks for --features {','.join(features)}"
+        )
+    return InputPlan(
+        dataset_dir,
+        layout,
+        manifest,
+        tuple(features),
+        label_space,
+        teacher=False,
+        student_view=view,
+        student_from_full=False,
+        targets=True,
     )
 
 
@@ -199,6 +260,11 @@ def assemble_numpy(plan: InputPlan, columns: dict, rng: np.random.Generator | No
         else:
             frames, lengths = joined(False)
         x[STUDENT_FRAMES], x[STUDENT_MASK] = frames, _mask(lengths, frames.shape[1])
+    if plan.targets:
+        x[TARGET_PREDICTIONS] = plan.layout.targets_encoding.dense_numpy(columns, plan.layout.num_classes)
+        x[TARGET_REPRESENTATION] = np.stack(
+            [np.asarray(v, np.float32) for v in columns[TARGET_REPRESENTATION]]
+        )
     return x, plan.label_space.multi_hot(columns[F.LABELS])
 
 
@@ -261,7 +327,11 @@ def _numpy_batch(plan: InputPlan, rows: list[dict], rng, with_ids: bool):
     """Rows as `rows_from_table` gives them (one array per video) -> a padded `(x, y)` batch."""
     columns = {F.ID: [r[F.ID] for r in rows], F.LABELS: [r[F.LABELS] for r in rows]}
     dims = {c.name: c.dim for c in plan.layout.columns()}
+    targets = set(plan.target_columns()) if plan.targets else set()
     for name in plan.columns()[2:]:
+        if name in targets:
+            columns[name] = [r[name] for r in rows]
+            continue
         if plan.video_level:
             columns[name] = np.stack([r[name] for r in rows])
             continue
@@ -355,6 +425,9 @@ def assemble_tf(plan: InputPlan, parsed: dict, view_seed):
         else:
             frames, lengths = joined(False, view.max_selected)
         x[STUDENT_FRAMES], x[STUDENT_MASK] = frames, _mask_tf(lengths, view.max_selected)
+    if plan.targets:
+        x[TARGET_PREDICTIONS] = plan.layout.targets_encoding.dense_tf(parsed, plan.layout.num_classes)
+        x[TARGET_REPRESENTATION] = parsed[TARGET_REPRESENTATION]
     return x, labels
 
 

@@ -50,7 +50,7 @@ class UsageError(ValueError):
 # ----- command line ---------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fewframes train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--train", required=True, help="preprocessed training dataset dir")
+    p.add_argument("--train", help="preprocessed training dataset dir")
     p.add_argument("--eval", help="preprocessed evaluation dataset dir (GAP / Hit@1 each epoch)")
     p.add_argument("--job-dir", help="output dir, local or gs:// (default: $AIP_MODEL_DIR)")
     p.add_argument("--mode", choices=MODES, default=STUDENT)
@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--student-params", default="{}", help="JSON overrides, as --teacher-params")
     p.add_argument("--teacher-dir", help="a trained teacher's job dir (--mode serial)")
+    p.add_argument(
+        "--targets",
+        help="a teacher-targets dataset (`fewframes teacher-targets`): --mode serial trains from it "
+        "without running the teacher; it replaces --train",
+    )
     p.add_argument("--view", default="every_n:10", help="student view: every_n:N, uniform:K or random:K")
     p.add_argument("--features", default="rgb,audio", help="rgb, audio or rgb,audio")
     p.add_argument("--epochs", type=int, default=5)
@@ -113,15 +118,20 @@ def job_dirs(job_dir: str | None, environ) -> tuple[str, str]:
 
 def config_from_args(args, environ) -> tuple[TrainConfig, str]:
     job_dir, checkpoint_dir = job_dirs(args.job_dir, environ)
+    if not (args.train or args.targets):
+        raise UsageError("--train is required (or --targets with --mode serial)")
+    if args.train and args.targets:
+        raise UsageError("--targets is the training dataset; drop --train")
     try:
         config = TrainConfig(
-            train=args.train,
+            train=args.train or args.targets,
             eval=args.eval,
             job_dir=job_dir,
             mode=args.mode,
             teacher=_model_choice(args.teacher, args.teacher_params, "--teacher-params"),
             student=_model_choice(args.student, args.student_params, "--student-params"),
             teacher_dir=args.teacher_dir,
+            targets=args.targets,
             view=args.view,
             features=tuple(f.strip() for f in args.features.split(",") if f.strip()),
             epochs=args.epochs,
@@ -213,18 +223,22 @@ def train(config: TrainConfig, checkpoint_dir: str, environ=None, verbose=None) 
     backend = keras.backend.backend()
 
     # Inputs and their compatibility with the run, before any model is built.
-    _, train_manifest = I.load_layout(config.train)
-    teacher_config = _read_teacher_config(config) if config.mode == SERIAL else None
+    train_layout, train_manifest = I.load_layout(config.train)
+    teacher_config = _read_teacher_config(config) if config.teacher_dir else None
     features = config.features
     num_entities = train_manifest.get("num_classes", 0)
     label_space = LabelSpace.build(config.label_space, num_entities, config.vocabulary)
     if teacher_config is not None:
         _check_teacher_matches(config, teacher_config)
+        if config.targets:
+            _check_targets_teacher(config, train_manifest)
     view = config.student_view
-    plan = I.plan_inputs(config.train, config.mode, view, features, label_space)
+    offline = config.targets is not None
+    plan = I.plan_inputs(config.train, config.mode, view, features, label_space, targets=offline)
     eval_plan = None
     if config.eval:
-        eval_plan = I.plan_inputs(config.eval, config.mode, view.serving_view, features, label_space, "eval")
+        eval_mode = STUDENT if offline else config.mode  # no teacher to evaluate offline
+        eval_plan = I.plan_inputs(config.eval, eval_mode, view.serving_view, features, label_space, "eval")
     fmt = I.resolve_format(plan, config.input_format, backend)
     eval_fmt = I.resolve_format(eval_plan, config.input_format, backend) if eval_plan else None
     zscore = zscore_parameters(plan.dataset_dir, plan.manifest)
@@ -250,17 +264,19 @@ def train(config: TrainConfig, checkpoint_dir: str, environ=None, verbose=None) 
         if config.mode in (TEACHER, PARALLEL):
             teacher = FramesClassifier(config.teacher.spec(), label_space.num_classes, input_dim, zscore)
             teacher.build_on(teacher_width)
-        elif config.mode == SERIAL:
+        elif config.mode == SERIAL and not offline:
             teacher = load_trained(config.teacher_dir, teacher_config, "teacher", zscore, teacher_width)
         if config.mode != TEACHER:
             student = FramesClassifier(config.student.spec(), label_space.num_classes, input_dim, zscore)
             student.build_on(student_width)
-        projection_dim = None
-        if teacher is not None and student is not None:
-            t_dim = teacher.representation_dim
+        projection_dim = targets_dims = None
+        if offline:
+            targets_dims = (train_layout.num_classes, train_layout.representation_dim)
+        if student is not None and (teacher is not None or offline):
+            t_dim = teacher.representation_dim if teacher is not None else train_layout.representation_dim
             s_dim = student.representation_dim
             projection_dim = t_dim if t_dim != s_dim else None
-        model = DistillationModel(config.mode, teacher, student, config.loss, projection_dim)
+        model = DistillationModel(config.mode, teacher, student, config.loss, projection_dim, targets_dims)
         model.build_on(student_width)
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clipnorm))
 
@@ -370,6 +386,19 @@ def _check_teacher_matches(config: TrainConfig, teacher_config: TrainConfig) -> 
             )
 
 
+def _check_targets_teacher(config: TrainConfig, manifest: dict) -> None:
+    """--teacher-dir with --targets: the targets must come from that teacher's weights."""
+    saved = json.loads(storage.read_text(storage.join(config.teacher_dir, WEIGHTS_DIR, "teacher.json")))
+    mine = saved.get("weights_sha256")
+    theirs = manifest.get("teacher", {}).get("weights_sha256")
+    if mine != theirs or mine is None:
+        raise UsageError(
+            f"the targets in {config.targets} were computed by another teacher "
+            f"({manifest.get('teacher', {}).get('export')}, weights {str(theirs)[:12]}) than the one in "
+            f"--teacher-dir {config.teacher_dir} (weights {str(mine)[:12]})"
+        )
+
+
 def _check_same_zscore(train, evaluation) -> None:
     import numpy as np
 
@@ -415,7 +444,7 @@ def load_trained(job_dir: str, job_config: TrainConfig, role: str, zscore, width
 
 def _finish(config: TrainConfig, model, plan, label_space) -> dict:
     """Final weights of each trained model and the export(s); chief only."""
-    from trainer.export import export_classifier
+    from trainer.export import export_classifier, weights_fingerprint
     from trainer.normalization import feature_dim
 
     trained = {}
@@ -427,7 +456,13 @@ def _finish(config: TrainConfig, model, plan, label_space) -> dict:
         storage.save_weights(classifier, storage.join(config.job_dir, WEIGHTS_DIR, f"{role}.weights.h5"))
         storage.write_text(
             storage.join(config.job_dir, WEIGHTS_DIR, f"{role}.json"),
-            json.dumps({"label_space": label_space.to_dict(), "input_dim": feature_dim(config.features)}),
+            json.dumps(
+                {
+                    "label_space": label_space.to_dict(),
+                    "input_dim": feature_dim(config.features),
+                    "weights_sha256": weights_fingerprint(classifier),
+                }
+            ),
         )
     exports = {}
     targets = [("student", EXPORT_DIR)] if model.student is not None else [("teacher", EXPORT_DIR)]
@@ -463,7 +498,11 @@ def _finish(config: TrainConfig, model, plan, label_space) -> dict:
             "mode": config.mode,
             "job_dir": config.job_dir,
             "top_k": config.export_top_k,
+            "weights_sha256": weights_fingerprint(trained[role]),
+            "representation_dim": trained[role].representation_dim,
         }
+        if role == "student" and config.mode == SERIAL:
+            metadata["teacher"] = {"job_dir": config.teacher_dir, "targets": config.targets}
         path = storage.join(config.job_dir, directory)
         export_classifier(trained[role], path, metadata)
         exports[role] = path
