@@ -100,3 +100,12 @@ def student_export(tmp_path_factory, tiny_frame_dataset) -> pathlib.Path:
                "--student", "dbof-small", "--view", "every_n:4", "--epochs", "2", "--batch-size", "8",
                "--verbose", "0"])  # fmt: skip
     return job / "export"
+
+
+@pytest.fixture(scope="session")
+def teacher_job(tmp_path_factory, tiny_frame_dataset) -> pathlib.Path:
+    """An H-LSTM teacher (the paper's family, small) trained briefly on the tiny dataset."""
+    job = tmp_path_factory.mktemp("teacher-job")
+    train_job(["--train", str(tiny_frame_dataset), "--job-dir", str(job), "--mode", "teacher",
+               "--teacher", "hlstm-small", "--epochs", "2", "--batch-size", "8"])  # fmt: skip
+    return job

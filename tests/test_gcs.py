@@ -153,3 +153,26 @@ def test_evaluate_reads_raw_shards_and_writes_its_outputs_on_gs(gcs, student_exp
     assert written["gap"] == summary["gap"] and written["timing"]["wall_seconds"] > 0
     lines = bucket.blob("eval-out/predictions.csv").download_as_text().splitlines()
     assert lines[0] == "VideoId,LabelConfidencePairs" and len(lines) == 41
+
+
+def test_teacher_targets_reads_and_writes_a_dataset_on_gs(gcs, teacher_job, tiny_frame_dataset):
+    """The teacher is local (TF's SavedModel loader cannot reach an emulator); the input
+    dataset and every output are gs:// through Beam's FileSystems."""
+    from pipelines import teacher_targets
+
+    bucket = gcs.bucket(BUCKET)
+    for path in sorted(tiny_frame_dataset.rglob("*")):
+        relative = path.relative_to(tiny_frame_dataset).as_posix()
+        if path.is_file() and relative.split("/")[0] in ("manifest.json", "parquet", "tfrecord"):
+            bucket.blob(f"full-ds/{relative}").upload_from_filename(str(path))
+    summary = teacher_targets.run(["--teacher", str(teacher_job), "--input", f"gs://{BUCKET}/full-ds",
+                                   "--output", f"gs://{BUCKET}/targets", "--format", "parquet"])  # fmt: skip
+    assert summary["balanced"] and summary["records_written"] == 40 and summary["records_failed"] == 0
+    written = json.loads(bucket.blob("targets/manifest.json").download_as_bytes())
+    assert written["teacher"]["weights_sha256"] == summary["teacher"]["weights_sha256"]
+    tables = [
+        pq.read_table(pa.BufferReader(blob.download_as_bytes()))
+        for blob in bucket.list_blobs(prefix="targets/parquet/")
+    ]
+    assert sum(t.num_rows for t in tables) == 40
+    assert all(F.TEACHER_PREDICTIONS in t.column_names for t in tables)

@@ -44,6 +44,13 @@ def test_readme_schema_tables_equal_the_schema_module():
     readme = (REPO_ROOT / "README.md").read_text()
     assert DatasetLayout("frame", teacher_view=True, segments=True).markdown_table() in readme
     assert DatasetLayout("video").markdown_table() in readme
+    for encoding in ("all", "top_k:100"):
+        layout = DatasetLayout(
+            "frame", view="every_n:10", teacher_targets=encoding, num_classes=3862, representation_dim=1024
+        )
+        for line in layout.markdown_table().splitlines():
+            if line.startswith("| `teacher_"):
+                assert line in readme, line
 
 
 def test_readme_gives_exactly_the_two_setup_commands():

@@ -18,15 +18,6 @@ VIEW = "every_n:4"
 
 
 @pytest.fixture(scope="module")
-def teacher_job(tmp_path_factory, tiny_frame_dataset):
-    """An H-LSTM teacher (the paper's family) trained briefly on the tiny dataset."""
-    job = tmp_path_factory.mktemp("teacher-job")
-    train_job(["--train", str(tiny_frame_dataset), "--job-dir", str(job), "--mode", "teacher",
-               "--teacher", "hlstm-small", "--epochs", "2", "--batch-size", "8"])  # fmt: skip
-    return job
-
-
-@pytest.fixture(scope="module")
 def targets(tmp_path_factory, teacher_job, tiny_frame_dataset):
     out = tmp_path_factory.mktemp("targets") / "all"
     teacher_targets.run(["--teacher", str(teacher_job), "--input", str(tiny_frame_dataset),

@@ -299,6 +299,7 @@ def train(config: TrainConfig, checkpoint_dir: str, environ=None, verbose=None) 
     global_step = state.global_step
     outcome = "completed"
     history = {}
+    epoch_times = []
     for epoch in range(state.epoch, config.epochs):
         first_step = state.step if epoch == state.epoch else 0
         if first_step >= steps:
@@ -321,6 +322,7 @@ def train(config: TrainConfig, checkpoint_dir: str, environ=None, verbose=None) 
         checkpointer = CheckpointCallback(
             manager, epoch, first_step, global_step, config.checkpoint_every, stop, steps
         )
+        epoch_start = time.perf_counter()
         result = model.fit(
             data,
             epochs=epoch + 1,
@@ -329,6 +331,16 @@ def train(config: TrainConfig, checkpoint_dir: str, environ=None, verbose=None) 
             callbacks=[checkpointer, *callbacks_extra],
             shuffle=False,  # the input pipeline shuffles, seeded per epoch
             verbose=_verbosity(verbose),
+        )
+        epoch_seconds = time.perf_counter() - epoch_start
+        trained_steps = checkpointer.global_step - global_step
+        epoch_times.append(
+            {
+                "epoch": epoch + 1,
+                "steps": trained_steps,
+                "seconds": round(epoch_seconds, 3),
+                "examples_per_second": round(trained_steps * config.batch_size / epoch_seconds, 2),
+            }
         )
         global_step = checkpointer.global_step
         history = {k: v[-1] for k, v in result.history.items()}
@@ -348,6 +360,8 @@ def train(config: TrainConfig, checkpoint_dir: str, environ=None, verbose=None) 
         "seconds": round(time.time() - started, 1),
         "last_checkpoint": manager.state().weights,
         "metrics": {k: float(v) for k, v in history.items()},
+        # fit's wall time per epoch (the first includes tracing; with --eval, the evaluation too)
+        "epoch_times": epoch_times,
     }
     if outcome == "completed" and chief:
         summary["exports"] = _finish(config, model, plan, label_space)
