@@ -141,6 +141,60 @@ def build_manifest(
     return manifest
 
 
+def write_last(
+    pipeline,
+    path: str,
+    base: dict,
+    *,
+    stats,
+    read_count,
+    all_failures,
+    written: dict,
+    completed: list,
+    duplicates: dict,
+    duplicate_count=None,
+) -> None:
+    """Add the step that writes the manifest to `path` once every other output is written.
+
+    `stats` (`DatasetStatsFn`) and `read_count` are one-element PCollections,
+    `all_failures` the dead letters, `written` format -> file names, `completed` the
+    other writes to wait for; `duplicates` the duplicate check's flags, with its count
+    from `duplicate_count` (0 without). A manifest therefore means a complete dataset,
+    and a run whose records do not balance fails after writing it.
+    """
+    by_stage = all_failures | "CountFailures" >> beam.CombineGlobally(
+        CountByKeyFn(lambda record: record["stage"])
+    )
+    side = {
+        "stats": beam.pvalue.AsSingleton(stats),
+        "read_count": beam.pvalue.AsSingleton(read_count),
+        "failures_by_stage": beam.pvalue.AsSingleton(by_stage),
+        "completed": beam.pvalue.AsList(completed | "AllOtherOutputs" >> beam.Flatten()),
+    }
+    if duplicate_count is not None:
+        side["duplicate_count"] = beam.pvalue.AsSingleton(duplicate_count)
+
+    def write(_, stats, read_count, failures_by_stage, completed, duplicate_count=0, **outputs):
+        del completed  # a side input only so that this step runs after every other write
+        result = build_manifest(
+            base, stats, read_count, failures_by_stage, {"count": duplicate_count, **duplicates}, outputs
+        )
+        write_json(path, result)
+        if not result["balanced"]:
+            raise RuntimeError(
+                f"record accounting does not balance: read {result['records_read']}, written "
+                f"{result['records_written']}, failed {result['records_failed']}"
+            )
+        return result
+
+    file_lists = {fmt: beam.pvalue.AsList(files) for fmt, files in written.items()}
+    (
+        pipeline
+        | "ManifestTrigger" >> beam.Create([None])
+        | "WriteManifest" >> beam.Map(write, **side, **file_lists)
+    )
+
+
 def write_json(path: str, payload: dict) -> None:
     with FileSystems.create(path, mime_type="application/json") as stream:
         stream.write(json.dumps(payload, indent=2, sort_keys=True).encode())

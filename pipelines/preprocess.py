@@ -34,8 +34,6 @@ from schemas.preprocessed import (
     ERRORS_DIR,
     FORMATS,
     MANIFEST_NAME,
-    PARQUET,
-    TFRECORD,
     TRANSFORM_DIR,
     DatasetLayout,
 )
@@ -178,12 +176,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip the id grouping that detects repeated ids (for inputs known to have unique ids)",
     )
-    parser.add_argument(
-        "--num-shards", type=int, default=0, help="output shards per format (0: runner decides)"
-    )
-    parser.add_argument("--parquet-compression", default="zstd", choices=write.PARQUET_CODECS)
-    parser.add_argument("--parquet-row-group-mb", type=float, default=64.0)
-    parser.add_argument("--tfrecord-compression", default="none", choices=write.TFRECORD_CODECS)
+    write.add_output_arguments(parser)
     parser.add_argument("--parse-batch-size", type=int, default=64)
     normalization = parser.add_mutually_exclusive_group()
     normalization.add_argument(
@@ -307,15 +300,7 @@ def build_pipeline(pipeline, args, layout: DatasetLayout, input_files: list) -> 
         stage_failures.append(kept[failures.FAILED])
     all_failures = stage_failures | "AllFailures" >> beam.Flatten()
 
-    written = {}
-    if PARQUET in args.format:
-        written[PARQUET] = rows | "WriteParquet" >> write.WriteParquet(
-            output, layout, args.parquet_compression, int(args.parquet_row_group_mb * 2**20), args.num_shards
-        )
-    if TFRECORD in args.format:
-        written[TFRECORD] = rows | "WriteTFRecord" >> write.WriteTFRecord(
-            output, layout, args.tfrecord_compression, args.num_shards
-        )
+    written = write.write_formats(rows, output, layout, args)
     # Everything the manifest must wait for: it is written last, so a manifest means a
     # complete dataset (a job that fails earlier leaves none).
     completed = [all_failures | "WriteFailures" >> failures.WriteJsonLines(f"{output}/{ERRORS_DIR}/failures")]
@@ -337,8 +322,10 @@ def build_pipeline(pipeline, args, layout: DatasetLayout, input_files: list) -> 
     # record's bytes across a stage boundary just to count it.
     records_count = raw_records.records | "CountWholeRecords" >> beam.combiners.Count.Globally()
     damaged_count = raw_records[failures.FAILED] | "CountDamagedFrames" >> beam.combiners.Count.Globally()
-    by_stage = all_failures | "CountFailures" >> beam.CombineGlobally(
-        manifest.CountByKeyFn(lambda record: record["stage"])
+    read_count = (
+        (records_count, damaged_count)
+        | "RecordsRead" >> beam.Flatten()
+        | "SumRead" >> beam.CombineGlobally(sum)
     )
     duplicate_count = duplicates | "CountDuplicateIds" >> beam.combiners.Count.Globally()
     base = {
@@ -357,54 +344,22 @@ def build_pipeline(pipeline, args, layout: DatasetLayout, input_files: list) -> 
         "formats": args.format,
         "normalization": _normalization_entry(args),
         "options": {
-            "parquet_compression": args.parquet_compression,
-            "parquet_row_group_mb": args.parquet_row_group_mb,
-            "tfrecord_compression": args.tfrecord_compression,
-            "num_shards": args.num_shards,
+            **write.output_options(args),
             "drop_duplicate_ids": args.drop_duplicate_ids,
             "duplicate_check": not args.no_duplicate_check,
         },
     }
-    file_lists = {fmt: beam.pvalue.AsList(files) for fmt, files in written.items()}
-
-    def write_manifest(
-        _, stats, whole_records, damaged_frames, failures_by_stage, duplicate_count, completed, **outputs
-    ):
-        del completed  # a side input only so that this step runs after every other write
-        result = manifest.build_manifest(
-            base,
-            stats,
-            whole_records + damaged_frames,
-            failures_by_stage,
-            {
-                "count": duplicate_count,
-                "dropped": args.drop_duplicate_ids,
-                "checked": not args.no_duplicate_check,
-            },
-            outputs,
-        )
-        manifest.write_json(f"{output}/{MANIFEST_NAME}", result)
-        if not result["balanced"]:
-            raise RuntimeError(
-                f"record accounting does not balance: read {result['records_read']}, written "
-                f"{result['records_written']}, failed {result['records_failed']}"
-            )
-        return result
-
-    (
-        pipeline
-        | "ManifestTrigger" >> beam.Create([None])
-        | "WriteManifest"
-        >> beam.Map(
-            write_manifest,
-            stats=beam.pvalue.AsSingleton(stats),
-            whole_records=beam.pvalue.AsSingleton(records_count),
-            damaged_frames=beam.pvalue.AsSingleton(damaged_count),
-            failures_by_stage=beam.pvalue.AsSingleton(by_stage),
-            duplicate_count=beam.pvalue.AsSingleton(duplicate_count),
-            completed=beam.pvalue.AsList(completed | "AllOtherOutputs" >> beam.Flatten()),
-            **file_lists,
-        )
+    manifest.write_last(
+        pipeline,
+        f"{output}/{MANIFEST_NAME}",
+        base,
+        stats=stats,
+        read_count=read_count,
+        all_failures=all_failures,
+        written=written,
+        completed=completed,
+        duplicates={"dropped": args.drop_duplicate_ids, "checked": not args.no_duplicate_check},
+        duplicate_count=duplicate_count,
     )
 
 

@@ -52,6 +52,26 @@ VIDEO_VECTORS = "video"  # video-level features
 STAGE_SCORE = "score"
 
 
+# What names an export's model in a run's outputs (from its metadata).
+MODEL_IDENTITY_KEYS = (
+    "role",
+    "preset",
+    "kind",
+    "view",
+    "serving_view",
+    "features",
+    "label_space",
+    "num_classes",
+    "num_entities",
+    "vocabulary_sha256",
+    "mode",
+    "job_dir",
+    "top_k",
+    "training_data",
+    "frame_dtype",
+)
+
+
 class ScoringError(ValueError):
     """The model and the input do not fit, or one of them is not what it claims."""
 
@@ -112,24 +132,9 @@ class ScoringPlan:
             "dataset_format": self.dataset_format,
         }
 
-    def model_identity(self) -> dict:
-        keys = (
-            "role",
-            "preset",
-            "kind",
-            "view",
-            "serving_view",
-            "features",
-            "label_space",
-            "num_classes",
-            "num_entities",
-            "vocabulary_sha256",
-            "mode",
-            "job_dir",
-            "top_k",
-            "training_data",
-            "frame_dtype",
-        )
+    def model_identity(self, extra_keys: tuple[str, ...] = ()) -> dict:
+        """The export's identity for metrics.json (`path` + MODEL_IDENTITY_KEYS + `extra_keys`)."""
+        keys = MODEL_IDENTITY_KEYS + extra_keys
         return {"path": self.export_dir, **{k: self.metadata.get(k) for k in keys}}
 
 

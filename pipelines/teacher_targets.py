@@ -45,8 +45,6 @@ from schemas.preprocessed import (
     ERRORS_DIR,
     FORMATS,
     MANIFEST_NAME,
-    PARQUET,
-    TFRECORD,
     TRANSFORM_DIR,
     DatasetLayout,
 )
@@ -57,25 +55,8 @@ _LOG = logging.getLogger("pipelines.teacher_targets")  # not "__main__" under `p
 
 STAGE_TEACHER = "teacher"
 TEACHER_EXPORT_DIRS = ("export_teacher", "export")  # a parallel job's teacher, a teacher job's model
-TEACHER_IDENTITY_KEYS = (
-    "role",
-    "preset",
-    "model",
-    "kind",
-    "view",
-    "features",
-    "label_space",
-    "num_classes",
-    "num_entities",
-    "vocabulary_sha256",
-    "mode",
-    "job_dir",
-    "training_data",
-    "frame_dtype",
-    "normalization",
-    "weights_sha256",
-    "representation_dim",
-)
+# Beyond scoring's model identity: what a student trained on the targets is checked against.
+TEACHER_IDENTITY_EXTRA_KEYS = ("model", "normalization", "weights_sha256", "representation_dim")
 
 
 class UsageError(ValueError):
@@ -98,9 +79,9 @@ class TargetsPlan:
         return [F.full_view_column(f) for f in F.FRAME_FEATURES]
 
     def teacher_identity(self) -> dict:
-        metadata = self.scoring.metadata
-        identity = {"export": self.scoring.export_dir, **{k: metadata.get(k) for k in TEACHER_IDENTITY_KEYS}}
-        identity["config"] = _job_config(metadata.get("job_dir"))
+        identity = self.scoring.model_identity(TEACHER_IDENTITY_EXTRA_KEYS)
+        identity["export"] = identity.pop("path")
+        identity["config"] = _job_config(identity["job_dir"])
         return identity
 
 
@@ -295,12 +276,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", help="comma-separated: parquet,tfrecord (default: the input's formats)")
     parser.add_argument("--batch-size", type=int, default=256, help="videos per teacher call")
     parser.add_argument("--overwrite", action="store_true", help="replace a dataset already at --output")
-    parser.add_argument(
-        "--num-shards", type=int, default=0, help="output shards per format (0: runner decides)"
-    )
-    parser.add_argument("--parquet-compression", default="zstd", choices=write.PARQUET_CODECS)
-    parser.add_argument("--parquet-row-group-mb", type=float, default=64.0)
-    parser.add_argument("--tfrecord-compression", default="none", choices=write.TFRECORD_CODECS)
+    write.add_output_arguments(parser)
     return parser
 
 
@@ -326,21 +302,10 @@ def build_pipeline(pipeline, args, plan: TargetsPlan) -> None:
     rows = targets["rows"]
     all_failures = (videos["failed"], targets["failed"]) | "AllFailures" >> beam.Flatten()
 
-    written = {}
-    if PARQUET in args.format:
-        written[PARQUET] = rows | "WriteParquet" >> write.WriteParquet(
-            output, layout, args.parquet_compression, int(args.parquet_row_group_mb * 2**20), args.num_shards
-        )
-    if TFRECORD in args.format:
-        written[TFRECORD] = rows | "WriteTFRecord" >> write.WriteTFRecord(
-            output, layout, args.tfrecord_compression, args.num_shards
-        )
+    written = write.write_formats(rows, output, layout, args)
     completed = [all_failures | "WriteFailures" >> failures.WriteJsonLines(f"{output}/{ERRORS_DIR}/failures")]
     num_entities = int(plan.input_manifest["num_classes"])
     stats = rows | "SummarizeDataset" >> beam.CombineGlobally(manifest.DatasetStatsFn(num_entities))
-    by_stage = all_failures | "CountFailures" >> beam.CombineGlobally(
-        manifest.CountByKeyFn(lambda record: record["stage"])
-    )
     source = plan.input_manifest
     base = {
         "fewframes_version": manifest.code_version(),
@@ -371,40 +336,18 @@ def build_pipeline(pipeline, args, plan: TargetsPlan) -> None:
             "representation_dim": layout.representation_dim,
             "bytes_per_video": plan.encoding.bytes_per_video(layout.num_classes, layout.representation_dim),
         },
-        "options": {
-            "parquet_compression": args.parquet_compression,
-            "parquet_row_group_mb": args.parquet_row_group_mb,
-            "tfrecord_compression": args.tfrecord_compression,
-            "num_shards": args.num_shards,
-            "batch_size": args.batch_size,
-        },
+        "options": {**write.output_options(args), "batch_size": args.batch_size},
     }
-    file_lists = {fmt: beam.pvalue.AsList(files) for fmt, files in written.items()}
-
-    def write_manifest(_, stats, read_count, failures_by_stage, completed, **outputs):
-        del completed  # a side input only so that this step runs after every other write
-        duplicates = {"count": 0, "dropped": False, "checked": False}
-        result = manifest.build_manifest(base, stats, read_count, failures_by_stage, duplicates, outputs)
-        manifest.write_json(f"{output}/{MANIFEST_NAME}", result)
-        if not result["balanced"]:
-            raise RuntimeError(
-                f"record accounting does not balance: read {result['records_read']}, written "
-                f"{result['records_written']}, failed {result['records_failed']}"
-            )
-        return result
-
-    (
-        pipeline
-        | "ManifestTrigger" >> beam.Create([None])
-        | "WriteManifest"
-        >> beam.Map(
-            write_manifest,
-            stats=beam.pvalue.AsSingleton(stats),
-            read_count=beam.pvalue.AsSingleton(videos["read_count"]),
-            failures_by_stage=beam.pvalue.AsSingleton(by_stage),
-            completed=beam.pvalue.AsList(completed | "AllOtherOutputs" >> beam.Flatten()),
-            **file_lists,
-        )
+    manifest.write_last(
+        pipeline,
+        f"{output}/{MANIFEST_NAME}",
+        base,
+        stats=stats,
+        read_count=videos["read_count"],
+        all_failures=all_failures,
+        written=written,
+        completed=completed,
+        duplicates={"dropped": False, "checked": False},  # rows come from a checked dataset
     )
 
 

@@ -82,6 +82,40 @@ class WriteTFRecord(beam.PTransform):
         )
 
 
+def add_output_arguments(parser) -> None:
+    """The sink flags of every job that writes a dataset (`write_formats` reads them)."""
+    parser.add_argument(
+        "--num-shards", type=int, default=0, help="output shards per format (0: runner decides)"
+    )
+    parser.add_argument("--parquet-compression", default="zstd", choices=PARQUET_CODECS)
+    parser.add_argument("--parquet-row-group-mb", type=float, default=64.0)
+    parser.add_argument("--tfrecord-compression", default="none", choices=TFRECORD_CODECS)
+
+
+def output_options(args) -> dict:
+    """The sink flags as the manifest records them."""
+    return {
+        "parquet_compression": args.parquet_compression,
+        "parquet_row_group_mb": args.parquet_row_group_mb,
+        "tfrecord_compression": args.tfrecord_compression,
+        "num_shards": args.num_shards,
+    }
+
+
+def write_formats(rows, output: str, layout: DatasetLayout, args) -> dict:
+    """Rows as each of `args.format`, steps `WriteParquet` / `WriteTFRecord`; format -> file names."""
+    written = {}
+    if PARQUET in args.format:
+        written[PARQUET] = rows | "WriteParquet" >> WriteParquet(
+            output, layout, args.parquet_compression, int(args.parquet_row_group_mb * 2**20), args.num_shards
+        )
+    if TFRECORD in args.format:
+        written[TFRECORD] = rows | "WriteTFRecord" >> WriteTFRecord(
+            output, layout, args.tfrecord_compression, args.num_shards
+        )
+    return written
+
+
 def clear_output(
     output: str, overwrite: bool, is_ours: Callable[[str], bool], not_ours: str, hint: str, error=ValueError
 ) -> None:
