@@ -1,8 +1,8 @@
 """Offline teacher targets vs online serial distillation: student training throughput and bytes.
 
     .venv/bin/python benchmarks/teacher_targets.py [--videos 512] [--teacher hlstm] \
-        [--students hlstm-student,dbof,netvlad] [--view every_n:10] [--reps 2] [--epochs 3] \
-        [--workdir /tmp/fewframes-targets-bench]
+        [--students hlstm-student,dbof,netvlad] [--view every_n:10] [--reps 2] [--epochs 4] \
+        [--batch-size 128] [--workdir /tmp/fewframes-targets-bench]
 
 One run, side by side: synthetic 300-frame videos over the 3,862 YouTube-8M classes,
 preprocessed with the full view and the student view (float16, TFRecord + Parquet);
@@ -44,8 +44,8 @@ def parse_args(argv=None):
     p.add_argument("--teacher", default="hlstm")
     p.add_argument("--students", default="hlstm-student,dbof,netvlad")
     p.add_argument("--view", default="every_n:10")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--epochs", type=int, default=3, help="per training job; the first is not timed")
+    p.add_argument("--batch-size", type=int, default=128, help="as docker/trainer-job.yaml")
+    p.add_argument("--epochs", type=int, default=4, help="per training job; the first is not timed")
     p.add_argument("--reps", type=int, default=2, help="online/offline jobs per student, alternating")
     p.add_argument("--top-k", type=int, default=100, help="K of the top_k targets whose size is reported")
     p.add_argument("--workdir", default="/tmp/fewframes-targets-bench")

@@ -602,7 +602,7 @@ def speed(args) -> None:
 def speed_report(args, results: dict) -> str:
     batch = args.batch_size
     lines = [
-        f"Analytic cost (multiply-adds, 1 FLOP = 2 multiply-adds) and measured model time per video "
+        f"Analytic cost (GFLOPs, 1 multiply-add = 2 FLOPs) and measured model time per video "
         f"at batch {batch} on decoded float32 input, {args.frames}-frame videos, teacher on all frames, "
         f"student on {args.view}; median of {args.reps} interleaved repetitions.",
         "",

@@ -9,9 +9,13 @@ Steps (each skipped when a previous run completed it, so re-running resumes):
    plus the full teacher view;
 3. train the teacher on every frame (`--mode teacher`);
 4. train the student on every 10th frame without distillation (`--mode student`);
-5. train the student against the frozen teacher (`--mode serial`);
-6. evaluate the three exports on the raw validate shards with the Beam job;
-7. compare them (bootstrap intervals over videos) and print the table and the path
+5. run the frozen teacher once over the training set (`fewframes teacher-targets`, Beam):
+   a compact dataset of the student view plus the teacher's predictions and
+   representation per video;
+6. train the student against those targets (`--mode serial --targets`), which neither
+   loads the teacher nor reads the full view;
+7. evaluate the three exports on the raw validate shards with the Beam job;
+8. compare them (bootstrap intervals over videos) and print the table and the path
    of `report.html`.
 
 Sizes are small model configurations (`*-small` presets) so that the run takes
@@ -33,7 +37,7 @@ VIEW = "every_n:10"
 SEED = 7
 MIN_FREE_DISK_GB = 2.0
 MIN_MEMORY_GB = 4.0
-TOTAL_STEPS = 11  # synth x2, preprocess x2, train x3, evaluate x3, compare
+TOTAL_STEPS = 12  # synth x2, preprocess x2, train x2, teacher-targets, train, evaluate x3, compare
 
 
 class UsageError(ValueError):
@@ -154,7 +158,15 @@ class Demo:
             )
             print(f"      {summary['records_written']} videos written, {summary['records_failed']} failed")
 
-    def train(self, name: str, mode: str, extra: list[str], datasets: tuple[str, str] | None = None) -> str:
+    def train(
+        self,
+        name: str,
+        mode: str,
+        extra: list[str],
+        datasets: tuple[str, str] | None = None,
+        extra_source: list[str] | None = None,
+    ) -> str:
+        """Train job `name`; `extra_source` replaces `--train DATASET` (e.g. `--targets DIR`)."""
         from trainer import task
 
         job = self.path("jobs", name)
@@ -164,8 +176,7 @@ class Demo:
             return job
         train, validate = datasets or (self.path("datasets", "train"), self.path("datasets", "validate"))
         argv = [
-            "--train",
-            train,
+            *(extra_source or ["--train", train]),
             "--eval",
             validate,
             "--job-dir",
@@ -186,6 +197,33 @@ class Demo:
         if summary["outcome"] != "completed":
             raise RuntimeError(f"training {name} stopped: {summary['outcome']}")
         return job
+
+    def teacher_targets(self, teacher: str) -> str:
+        from pipelines import teacher_targets
+
+        output = self.path("datasets", "train-targets")
+        done = os.path.exists(os.path.join(output, "manifest.json"))
+        self.announce("teacher-targets (Beam): the frozen teacher over the train set, once", done)
+        if not done:
+            started = time.perf_counter()
+            summary = teacher_targets.run(
+                [
+                    "--teacher",
+                    teacher,
+                    "--input",
+                    self.path("datasets", "train"),
+                    "--output",
+                    output,
+                    "--format",
+                    "parquet",
+                    "--overwrite",
+                ]
+            )
+            summary_text = teacher_targets.format_summary(summary, time.perf_counter() - started)
+            print("      " + summary_text.replace("\n", "\n      "))
+            if not summary["balanced"]:
+                raise RuntimeError(f"teacher-targets did not account for every video: {output}")
+        return output
 
     def evaluate(self, name: str, job: str, inputs: str | None = None, extra: tuple[str, ...] = ()) -> str:
         from pipelines import evaluate
@@ -216,6 +254,9 @@ class Demo:
         self.preprocess()
         teacher = self.train("teacher", "teacher", ["--teacher", args.teacher])
         student = self.train("student", "student", ["--student", args.student, "--view", VIEW])
+        # Offline distillation: the teacher runs once here instead of at every student
+        # step, and the distilled student reads only the compact student view.
+        targets = self.teacher_targets(teacher)
         distilled = self.train(
             "student-distilled",
             "serial",
@@ -231,6 +272,7 @@ class Demo:
                 "--pred-weight",
                 str(args.pred_weight),
             ],
+            extra_source=["--targets", targets],
         )
         runs = [
             self.evaluate(name, job)

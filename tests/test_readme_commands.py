@@ -5,7 +5,7 @@ train, teacher-targets, evaluate, predict, compare. This test extracts each
 `fewframes ...` command, drops its optional `[...]` parts, shrinks sizes (fewer
 videos and classes, one epoch, CPU-sized presets) by replacing only those flags'
 values, and runs it through the console command's entry point in a scratch
-directory, in dependency order. The cloud commands (Dataflow, Vertex AI, kubectl) are
+directory, in dependency order. The cloud commands (Dataflow, Vertex AI, docker, kubectl) are
 checked on our side elsewhere, and the gcloud command's training arguments here.
 """
 
@@ -95,3 +95,21 @@ def test_readme_dataflow_commands_parse_as_their_jobs(module):
     assert "--runner" in beam_args and "DataflowRunner" in beam_args
     assert any(a.startswith("--sdk_container_image") or a == "--sdk_container_image" for a in beam_args)
     assert args.output.startswith("gs://")
+
+
+def test_readme_container_commands_name_our_files_and_job():
+    """The docker and kubectl lines point at files we ship and at the Job the YAML defines."""
+    import yaml
+
+    builds = [shlex.split(c) for c in readme_commands("docker build ")]
+    dockerfiles = {tokens[tokens.index("-f") + 1] for tokens in builds}
+    assert dockerfiles == {"docker/trainer.Dockerfile", "docker/dataflow.Dockerfile"}
+    assert all((REPO_ROOT / path).exists() for path in dockerfiles)
+    pushed = {shlex.split(c)[2] for c in readme_commands("docker push ")}
+    assert pushed == {tokens[tokens.index("-t") + 1] for tokens in builds}
+
+    (apply,) = readme_commands("kubectl apply ")
+    manifest = shlex.split(apply)[shlex.split(apply).index("-f") + 1]
+    job = yaml.safe_load((REPO_ROOT / manifest).read_text())
+    (logs,) = readme_commands("kubectl logs ")
+    assert shlex.split(logs)[-1] == f"job/{job['metadata']['name']}"
