@@ -61,3 +61,22 @@ def test_real_video_level_demo_names_its_predictions(shared_data_dir, tmp_path, 
     first = json.loads((evaluation / "predictions.jsonl").read_text().splitlines()[0])
     assert all(p["name"] == names[p["class"]] for p in first["predictions"])
     assert first["predictions"][0]["name"] in capsys.readouterr().out
+
+
+def test_demo_stops_before_any_work_on_a_machine_short_of_disk_or_memory(tmp_path, monkeypatch, capsys):
+    from pipelines import demo
+
+    workdir = tmp_path / "demo"
+    (workdir / "raw").mkdir(parents=True)
+    (workdir / "raw" / ".train.done").touch()  # an earlier run's step marker
+
+    monkeypatch.setattr(demo, "MIN_FREE_DISK_GB", 1e9)
+    assert cli.main(["demo", "--workdir", str(workdir)]) == 2
+    assert "GB free; the demo needs" in capsys.readouterr().err
+    assert (workdir / "raw" / ".train.done").exists()  # nothing touched without --restart
+
+    monkeypatch.setattr(demo, "MIN_FREE_DISK_GB", 0.0)
+    monkeypatch.setattr(demo, "MIN_MEMORY_GB", 1e9)
+    assert cli.main(["demo", "--workdir", str(workdir), "--restart"]) == 2
+    assert "GB of memory; the demo needs" in capsys.readouterr().err
+    assert not workdir.exists()  # --restart deleted the earlier run; no step ran after the check
