@@ -195,6 +195,24 @@ def write_last(
     )
 
 
+def accounting_lines(summary: dict) -> list[str]:
+    """The records and bytes lines of a dataset job's summary, from its manifest."""
+    failed_by = ", ".join(f"{k} {v}" for k, v in summary["failures_by_stage"].items()) or "none"
+    return [
+        f"  records: read {summary['records_read']}, written {summary['records_written']}, "
+        f"failed {summary['records_failed']} ({failed_by}); balanced: {summary['balanced']}",
+        f"  bytes: in {summary['bytes_in']:,}, out {summary['bytes_out']:,}",
+    ]
+
+
+def output_lines(summary: dict) -> list[str]:
+    """One line per output format of a dataset job's manifest: files and bytes."""
+    return [
+        f"  {fmt}: {len(info['files'])} files, {info['bytes']:,} bytes"
+        for fmt, info in summary["outputs"].items()
+    ]
+
+
 def write_json(path: str, payload: dict) -> None:
     with FileSystems.create(path, mime_type="application/json") as stream:
         stream.write(json.dumps(payload, indent=2, sort_keys=True).encode())

@@ -18,7 +18,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -417,21 +416,19 @@ def format_summary(summary: dict, seconds: float) -> str:
         duplicate_text = str(duplicates["count"]) + (
             " (later copies dropped)" if duplicates["dropped"] else ""
         )
-    failed_by = ", ".join(f"{k} {v}" for k, v in summary["failures_by_stage"].items()) or "none"
+    records, transferred = manifest.accounting_lines(summary)
     lines = [
         f"preprocessed {summary['kind']}-level data in {seconds:.1f}s",
-        f"  records: read {summary['records_read']}, written {summary['records_written']}, "
-        f"failed {summary['records_failed']} ({failed_by}); balanced: {summary['balanced']}",
+        records,
         f"  duplicate ids: {duplicate_text}",
-        f"  bytes: in {summary['bytes_in']:,}, out {summary['bytes_out']:,}",
+        transferred,
     ]
     if summary["kind"] == F.FRAME_LEVEL:
         lines.append(
             f"  frames: {summary['frames_in_records']:,} in records, {summary['frames_kept']:,} kept "
             f"by view {summary['view']} as {summary['frame_dtype']}"
         )
-    for fmt, info in summary["outputs"].items():
-        lines.append(f"  {fmt}: {len(info['files'])} files, {info['bytes']:,} bytes")
+    lines += manifest.output_lines(summary)
     if summary["records_failed"] or summary["duplicate_ids"]["count"]:
         lines.append(f"  errors: see {ERRORS_DIR}/ in the output directory")
     if summary.get("counters"):
@@ -440,16 +437,7 @@ def format_summary(summary: dict, seconds: float) -> str:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("pipelines").setLevel(logging.INFO)
-    start = time.time()
-    try:
-        summary = run(argv)
-    except UsageError as error:
-        print(f"fewframes preprocess: error: {error}", file=sys.stderr)
-        return 2
-    print(format_summary(summary, time.time() - start))
-    return 0 if summary["balanced"] else 1
+    return runner.dataset_job_main("fewframes preprocess", run, format_summary, UsageError, argv)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,10 @@ Any other `--runner` (DataflowRunner, PrismRunner, ...) is used as given.
 
 from __future__ import annotations
 
+import logging
+import sys
+import time
+
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
@@ -36,3 +40,19 @@ def create_pipeline(options: PipelineOptions) -> beam.Pipeline:
     if is_local(options):
         return beam.Pipeline(runner=local_runner(options), options=options)
     return beam.Pipeline(options=options)
+
+
+def dataset_job_main(prog: str, run, format_summary, usage_error: type[Exception], argv=None) -> int:
+    """The console `main` of a job that writes a dataset and its manifest (preprocess,
+    teacher-targets): 2 on a usage error (one line), else the summary, and 1 unless the
+    manifest balances (records read = written + failed)."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pipelines").setLevel(logging.INFO)
+    start = time.time()
+    try:
+        summary = run(argv)
+    except usage_error as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    print(format_summary(summary, time.time() - start))
+    return 0 if summary["balanced"] else 1

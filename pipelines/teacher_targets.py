@@ -28,7 +28,6 @@ import dataclasses
 import json
 import logging
 import sys
-import time
 
 import apache_beam as beam
 import numpy as np
@@ -387,35 +386,24 @@ def run(argv=None, test_pipeline=None) -> dict:
 
 
 def format_summary(summary: dict, seconds: float) -> str:
-    failed_by = ", ".join(f"{k} {v}" for k, v in summary["failures_by_stage"].items()) or "none"
     targets = summary["targets"]
+    records, transferred = manifest.accounting_lines(summary)
     lines = [
         f"teacher targets in {seconds:.1f}s: teacher {summary['teacher']['export']} "
         f"({summary['teacher'].get('preset')})",
-        f"  records: read {summary['records_read']}, written {summary['records_written']}, "
-        f"failed {summary['records_failed']} ({failed_by}); balanced: {summary['balanced']}",
+        records,
         f"  view {summary['view']} as {summary['frame_dtype']}; predictions {targets['predictions']} "
         f"over {targets['num_classes']} classes, representation {targets['representation_dim']} wide",
-        f"  bytes: in {summary['bytes_in']:,}, out {summary['bytes_out']:,}",
+        transferred,
+        *manifest.output_lines(summary),
     ]
-    for fmt, info in summary["outputs"].items():
-        lines.append(f"  {fmt}: {len(info['files'])} files, {info['bytes']:,} bytes")
     if summary["records_failed"]:
         lines.append(f"  errors: see {ERRORS_DIR}/ in the output directory")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("pipelines").setLevel(logging.INFO)
-    start = time.time()
-    try:
-        summary = run(argv)
-    except UsageError as error:
-        print(f"fewframes teacher-targets: error: {error}", file=sys.stderr)
-        return 2
-    print(format_summary(summary, time.time() - start))
-    return 0 if summary["balanced"] else 1
+    return runner.dataset_job_main("fewframes teacher-targets", run, format_summary, UsageError, argv)
 
 
 if __name__ == "__main__":
