@@ -32,16 +32,13 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def train(demo_root: str, demo_args, source: list[str], job: str, seed: int) -> dict:
+def train(runner, source: list[str] | None, job: str, seed: int) -> dict:
+    """The demo's distilled-student job from `source`, at `seed`."""
     from trainer.task import train_from_argv
 
     shutil.rmtree(job, ignore_errors=True)
-    argv = [*source, "--eval", os.path.join(demo_root, "datasets", "validate"), "--job-dir", job,
-            "--mode", "serial", "--student", demo_args.student, "--view", "every_n:10",
-            "--epochs", str(demo_args.epochs), "--batch-size", str(demo_args.batch_size),
-            "--learning-rate", str(demo_args.learning_rate), "--rep-weight", str(demo_args.rep_weight),
-            "--pred-weight", str(demo_args.pred_weight), "--seed", str(seed)]  # fmt: skip
-    summary = train_from_argv(argv, verbose=0)
+    flags = [*runner.distillation_flags(runner.path("jobs", "teacher")), "--seed", str(seed)]
+    summary = train_from_argv(runner.train_argv(job, "serial", flags, source=source), verbose=0)
     return {"gap": summary["metrics"]["val_student_gap"], "seconds": summary["seconds"]}
 
 
@@ -52,14 +49,12 @@ def main(argv=None) -> int:
     root = os.path.join(args.workdir, "demo")
     if demo.run(["--workdir", root, "--bootstrap", "50"]) != 0:
         return 1
-    demo_args = demo.build_arg_parser().parse_args([])
-    jobs = os.path.join(root, "jobs")
+    demo_args = demo.build_arg_parser().parse_args(["--workdir", root])
+    runner = demo.Demo(demo_args)
+    jobs = runner.path("jobs")
     alone = json.load(open(os.path.join(jobs, "student", "summary.json")))["metrics"]["val_student_gap"]
-    teacher = os.path.join(jobs, "teacher")
-    sources = {
-        "online": ["--train", os.path.join(root, "datasets", "train"), "--teacher-dir", teacher],
-        "offline": ["--targets", os.path.join(root, "datasets", "train-targets")],
-    }
+    # Online reads the full-view dataset (train_argv's default source) and runs the teacher.
+    sources = {"online": None, "offline": ["--targets", runner.path("datasets", "train-targets")]}
     runs = {"online": {}, "offline": {}}
     for seed in [demo.SEED] + [int(s) for s in args.seeds.split(",")]:
         for kind, source in sources.items():
@@ -69,7 +64,7 @@ def main(argv=None) -> int:
                 runs[kind][seed] = {"gap": metrics["val_student_gap"], "seconds": summary["seconds"]}
             else:
                 job = os.path.join(args.workdir, "jobs", f"{kind}-{seed}")
-                runs[kind][seed] = train(root, demo_args, source, job, seed)
+                runs[kind][seed] = train(runner, source, job, seed)
         print(f"seed {seed}: online {runs['online'][seed]}, offline {runs['offline'][seed]}", flush=True)
 
     results = {kind: {str(seed): run for seed, run in by_seed.items()} for kind, by_seed in runs.items()}

@@ -158,25 +158,19 @@ class Demo:
             )
             print(f"      {summary['records_written']} videos written, {summary['records_failed']} failed")
 
-    def train(
+    def train_argv(
         self,
-        name: str,
+        job: str,
         mode: str,
         extra: list[str],
         datasets: tuple[str, str] | None = None,
-        extra_source: list[str] | None = None,
-    ) -> str:
-        """Train job `name`; `extra_source` replaces `--train DATASET` (e.g. `--targets DIR`)."""
-        from trainer import task
-
-        job = self.path("jobs", name)
-        done = os.path.exists(os.path.join(job, "export", "fewframes_export.json"))
-        self.announce(f"train {name} (--mode {mode})", done)
-        if done:
-            return job
+        source: list[str] | None = None,
+    ) -> list[str]:
+        """The `fewframes train` command line of a demo job; `source` replaces `--train
+        DATASET` (e.g. `--targets DIR`), and `extra` comes last, so it overrides."""
         train, validate = datasets or (self.path("datasets", "train"), self.path("datasets", "validate"))
-        argv = [
-            *(extra_source or ["--train", train]),
+        return [
+            *(source or ["--train", train]),
             "--eval",
             validate,
             "--job-dir",
@@ -193,6 +187,38 @@ class Demo:
             str(SEED),
             *extra,
         ]
+
+    def distillation_flags(self, teacher_job: str) -> list[str]:
+        """The distilled student's flags beyond the source: student, view, teacher, loss weights."""
+        return [
+            "--student",
+            self.args.student,
+            "--view",
+            VIEW,
+            "--teacher-dir",
+            teacher_job,
+            "--rep-weight",
+            str(self.args.rep_weight),
+            "--pred-weight",
+            str(self.args.pred_weight),
+        ]
+
+    def train(
+        self,
+        name: str,
+        mode: str,
+        extra: list[str],
+        datasets: tuple[str, str] | None = None,
+        source: list[str] | None = None,
+    ) -> str:
+        from trainer import task
+
+        job = self.path("jobs", name)
+        done = os.path.exists(os.path.join(job, "export", "fewframes_export.json"))
+        self.announce(f"train {name} (--mode {mode})", done)
+        if done:
+            return job
+        argv = self.train_argv(job, mode, extra, datasets, source)
         summary = task.train_from_argv(argv, verbose=2 if sys.stdout.isatty() else 0)
         if summary["outcome"] != "completed":
             raise RuntimeError(f"training {name} stopped: {summary['outcome']}")
@@ -258,21 +284,7 @@ class Demo:
         # step, and the distilled student reads only the compact student view.
         targets = self.teacher_targets(teacher)
         distilled = self.train(
-            "student-distilled",
-            "serial",
-            [
-                "--student",
-                args.student,
-                "--view",
-                VIEW,
-                "--teacher-dir",
-                teacher,
-                "--rep-weight",
-                str(args.rep_weight),
-                "--pred-weight",
-                str(args.pred_weight),
-            ],
-            extra_source=["--targets", targets],
+            "student-distilled", "serial", self.distillation_flags(teacher), source=["--targets", targets]
         )
         runs = [
             self.evaluate(name, job)

@@ -108,8 +108,8 @@ def test_readme_container_commands_name_our_files_and_job():
     pushed = {shlex.split(c)[2] for c in readme_commands("docker push ")}
     assert pushed == {tokens[tokens.index("-t") + 1] for tokens in builds}
 
-    (apply,) = readme_commands("kubectl apply ")
-    manifest = shlex.split(apply)[shlex.split(apply).index("-f") + 1]
+    (apply,) = [shlex.split(c) for c in readme_commands("kubectl apply ")]
+    manifest = apply[apply.index("-f") + 1]
     job = yaml.safe_load((REPO_ROOT / manifest).read_text())
     (logs,) = readme_commands("kubectl logs ")
     assert shlex.split(logs)[-1] == f"job/{job['metadata']['name']}"
