@@ -24,6 +24,9 @@ from schemas.views import View
 SOURCE_KEY = "_source"  # where a row came from; used for duplicates, never written
 INDEX_KEY = "_index"
 
+# Suffixes of the frame-level parse graph's outputs (next to the feature names).
+_ROWS, _COUNT, _WRONG_FRAME, _WRONG_SIZE = "/rows", "/count", "/wrong_frame", "/wrong_size"
+
 
 @dataclasses.dataclass(frozen=True)
 class ParseConfig:
@@ -55,15 +58,16 @@ def _first_line(error: Exception) -> str:
     return message.splitlines()[0][:500] if message else type(error).__name__
 
 
+def _split_rows(values: np.ndarray, row_ids: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Per-record arrays of a batch's variable-length feature (values with their record
+    numbers, in order, as a VarLenFeature's SparseTensor holds them)."""
+    counts = np.bincount(row_ids, minlength=batch_size) if len(values) else np.zeros(batch_size, np.int64)
+    return np.split(values, np.cumsum(counts)[:-1])
+
+
 def _ragged_rows(sparse, batch_size: int) -> list[np.ndarray]:
     """Rows of a 2-D SparseTensor (VarLenFeature output) as numpy arrays."""
-    values = sparse.values.numpy()
-    counts = (
-        np.bincount(sparse.indices.numpy()[:, 0], minlength=batch_size)
-        if len(values)
-        else np.zeros(batch_size, np.int64)
-    )
-    return np.split(values, np.cumsum(counts)[:-1])
+    return _split_rows(sparse.values.numpy(), sparse.indices.numpy()[:, 0], batch_size)
 
 
 def _video_id(id_value: bytes, legacy_value: bytes) -> str:
@@ -105,6 +109,7 @@ class RecordParser:
         self.config = config
         self._context_spec = raw.context_parse_spec(config.kind)
         self._sequence_spec = raw.sequence_parse_spec()
+        self._frame_graph = self._build_frame_graph() if config.kind == F.FRAME_LEVEL else None
 
     # ----- batch entry point ---------------------------------------------------------
     def parse_batch(self, records: list[tuple]) -> tuple[list[dict], list[dict]]:
@@ -200,31 +205,30 @@ class RecordParser:
 
     # ----- frame level ------------------------------------------------------------------
     def _frame_level(self, records):
-        tf = self._tf
         config = self.config
-        context, sequences, lengths = tf.io.parse_sequence_example(
-            tf.constant([r[3] for r in records]),
-            context_features=self._context_spec,
-            sequence_features=self._sequence_spec,
-        )
         size = len(records)
-        segments = {name: _ragged_rows(context[name], size) for name in F.SEGMENT_FIELDS}
-        frame_counts = {f: lengths[f].numpy() for f in F.FRAME_FEATURES}
-        byte_lengths = {f: tf.strings.length(sequences[f]).numpy() for f in F.FRAME_FEATURES}
+        parsed = {
+            k: v.numpy() for k, v in self._frame_graph(self._tf.constant([r[3] for r in records])).items()
+        }
+        segments = (
+            {name: _split_rows(parsed[name], parsed[name + _ROWS], size) for name in F.SEGMENT_FIELDS}
+            if config.segments
+            else {}
+        )
+        counts = {f: parsed[f + _COUNT] for f in F.FRAME_FEATURES}
 
         def complete_row(i, data, row):
-            num_frames = int(frame_counts[F.RGB][i])
+            num_frames = int(counts[F.RGB][i])
             if num_frames == 0:
                 raise InvalidRecord(_explain_no_frames(data))
             for feature in F.FRAME_FEATURES:
-                count = int(frame_counts[feature][i])
+                count = int(counts[feature][i])
                 if count != num_frames:
                     raise InvalidRecord(f"'{F.RGB}' has {num_frames} frames but '{feature}' has {count}")
-                sizes = byte_lengths[feature][i, :count]
-                wrong = np.flatnonzero(sizes != F.FEATURE_DIMS[feature])
-                if len(wrong):
+                wrong = int(parsed[feature + _WRONG_FRAME][i])
+                if wrong >= 0:
                     raise InvalidRecord(
-                        f"'{feature}' frame {int(wrong[0])} has {int(sizes[wrong[0]])} bytes, "
+                        f"'{feature}' frame {wrong} has {int(parsed[feature + _WRONG_SIZE][i])} bytes, "
                         f"expected {F.FEATURE_DIMS[feature]}"
                     )
             row[F.NUM_FRAMES] = num_frames
@@ -234,14 +238,57 @@ class RecordParser:
 
         valid, rows, failed = self._validate_each(
             records,
-            context[F.ID].numpy(),
-            context[F.LEGACY_ID].numpy(),
-            _ragged_rows(context[F.LABELS], size),
+            parsed[F.ID],
+            parsed[F.LEGACY_ID],
+            _split_rows(parsed[F.LABELS], parsed[F.LABELS + _ROWS], size),
             complete_row,
         )
         if valid:
-            self._attach_frames(rows, valid, sequences)
+            self._attach_frames(rows, valid, parsed)
         return rows, failed
+
+    def _build_frame_graph(self):
+        """One traced TF graph from serialized records to everything validation and the
+        rows need: one call per batch instead of an eager op (and a numpy copy) per step.
+
+        Returns per record: ids, context lists as (values, row ids), frame counts, the
+        first frame of each feature whose byte length is wrong (-1: none) and its length,
+        and the quantized view frames (and the full view when kept), `[B, frames, dim]`.
+        Rows of invalid records hold whatever their frames gave; they are never used.
+        """
+        tf = self._tf
+        view, teacher_view = self.config.view, self.config.teacher_view
+        context_spec, sequence_spec = self._context_spec, self._sequence_spec
+
+        def parse(serialized):
+            context, sequences, lengths = tf.io.parse_sequence_example(
+                serialized, context_features=context_spec, sequence_features=sequence_spec
+            )
+            out = {F.ID: context[F.ID], F.LEGACY_ID: context[F.LEGACY_ID]}
+            for name in (F.LABELS, *F.SEGMENT_FIELDS):
+                out[name], out[name + _ROWS] = context[name].values, context[name].indices[:, 0]
+            for feature in F.FRAME_FEATURES:
+                frames, count, dim = (
+                    sequences[feature],
+                    tf.cast(lengths[feature], tf.int32),
+                    F.FEATURE_DIMS[feature],
+                )
+                # One extra right length per video, so argmax has a column to land on.
+                sizes = tf.pad(tf.strings.length(frames), [[0, 0], [0, 1]], constant_values=dim)
+                wrong = (sizes != dim) & (tf.range(tf.shape(sizes)[1])[None, :] < count[:, None])
+                first = tf.argmax(tf.cast(wrong, tf.int32), axis=1, output_type=tf.int32)
+                out[feature + _COUNT] = count
+                out[feature + _WRONG_FRAME] = tf.where(tf.reduce_any(wrong, axis=1), first, -1)
+                out[feature + _WRONG_SIZE] = tf.gather(sizes, first, batch_dims=1)
+                # The view is taken from the frame strings: only kept frames are decoded.
+                kept, _ = view.gather_padded_tf(frames, count)
+                out[feature] = tf.io.decode_raw(kept, tf.uint8, fixed_length=dim)
+                if teacher_view:
+                    full = frames[:, : F.MAX_FRAMES]
+                    out[F.full_view_column(feature)] = tf.io.decode_raw(full, tf.uint8, fixed_length=dim)
+            return out
+
+        return tf.function(parse, input_signature=[tf.TensorSpec([None], tf.string)])
 
     def _segments(self, segments: dict, i: int, num_frames: int) -> dict:
         starts, ends = segments[F.SEGMENT_START_TIMES][i], segments[F.SEGMENT_END_TIMES][i]
@@ -260,33 +307,16 @@ class RecordParser:
             F.SEGMENT_SCORES: scores.astype(np.float32),
         }
 
-    def _attach_frames(self, rows: list[dict], valid: list[int], sequences) -> None:
-        """Gather each video's view frames as strings, then decode the batch at once.
-
-        Indices are laid out for the whole parsed batch (rows of invalid records gather
-        frame 0 and are ignored), so no copy of the batch's frame strings is made
-        before the view is taken.
-        """
-        tf = self._tf
-        config = self.config
-        batch_size = int(sequences[F.RGB].shape[0])
-        padded = np.zeros((batch_size, max(len(row[F.FRAME_INDEX]) for row in rows)), dtype=np.int32)
-        for position, row in zip(valid, rows, strict=True):
-            padded[position, : len(row[F.FRAME_INDEX])] = row[F.FRAME_INDEX]
-        full_width = min(F.MAX_FRAMES, max(row[F.NUM_FRAMES] for row in rows))
+    def _attach_frames(self, rows: list[dict], valid: list[int], parsed: dict) -> None:
+        """Each valid row's view (and full view) frames, stored as the dataset's dtype."""
+        frame_dtype, teacher_view = self.config.frame_dtype, self.config.teacher_view
         for feature in F.FRAME_FEATURES:
-            dim = F.FEATURE_DIMS[feature]
-            selected = tf.gather(sequences[feature], padded, batch_dims=1)
-            stored = store_frames(
-                tf.io.decode_raw(selected, tf.uint8, fixed_length=dim).numpy(), config.frame_dtype
-            )
-            full = None
-            if config.teacher_view:
-                full_codes = tf.io.decode_raw(sequences[feature][:, :full_width], tf.uint8, fixed_length=dim)
-                full = store_frames(full_codes.numpy(), config.frame_dtype)
+            view = store_frames(parsed[feature], frame_dtype)
+            full_column = F.full_view_column(feature)
+            full = store_frames(parsed[full_column], frame_dtype) if teacher_view else None
             for position, row in zip(valid, rows, strict=True):
-                row[feature] = stored[position, : len(row[F.FRAME_INDEX])]
+                row[feature] = view[position, : len(row[F.FRAME_INDEX])]
                 if full is not None:
-                    row[F.full_view_column(feature)] = full[position, : min(row[F.NUM_FRAMES], F.MAX_FRAMES)]
+                    row[full_column] = full[position, : min(row[F.NUM_FRAMES], F.MAX_FRAMES)]
         for row in rows:
             row[F.FRAME_INDEX] = row[F.FRAME_INDEX].astype(np.int16)

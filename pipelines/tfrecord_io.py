@@ -96,14 +96,14 @@ def iter_frames(fileobj: BinaryIO, max_record_bytes: int = 1 << 30) -> Iterator[
         if length > max_record_bytes:
             yield Damage(index, offset, f"record length {length} exceeds {max_record_bytes}", True)
             return
-        body = _read_exactly(fileobj, length + _FOOTER.size)
-        if len(body) < length + _FOOTER.size:
-            yield Damage(
-                index, offset, f"truncated record ({len(body)} of {length + 4} bytes after header)", True
-            )
+        # Data and footer read apart: slicing them out of one read would copy the data.
+        data = _read_exactly(fileobj, length)
+        footer = _read_exactly(fileobj, _FOOTER.size) if len(data) == length else b""
+        if len(footer) < _FOOTER.size:
+            got = len(data) + len(footer)
+            yield Damage(index, offset, f"truncated record ({got} of {length + 4} bytes after header)", True)
             return
-        data = body[:length]
-        (data_crc,) = _FOOTER.unpack(body[length:])
+        (data_crc,) = _FOOTER.unpack(footer)
         if masked_crc32c(data) != data_crc:
             yield Damage(index, offset, "corrupt record data (data checksum mismatch)", False)
         else:

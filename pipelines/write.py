@@ -10,7 +10,11 @@ from collections.abc import Callable
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io import filebasedsink
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.iobase import Write
 
 from pipelines.coders import VideoRow, row_nbytes
 from schemas.preprocessed import PARQUET, SHARD_PREFIX, TFRECORD, DatasetLayout
@@ -21,6 +25,39 @@ TFRECORD_CODECS = ("none", "gzip")
 
 def shard_prefix(output: str, fmt: str) -> str:
     return f"{output.rstrip('/')}/{fmt}/{SHARD_PREFIX}"
+
+
+class ParquetTableSink(filebasedsink.FileBasedSink):
+    """Arrow tables appended to Parquet shards, with per-column writer options.
+
+    Beam's `WriteToParquetBatched` passes only the codec to `ParquetWriter`; our layouts
+    need to choose dictionary encoding and statistics per column
+    (`DatasetLayout.parquet_writer_options`).
+    """
+
+    def __init__(self, file_path_prefix: str, schema: pa.Schema, codec: str, num_shards: int, **options):
+        super().__init__(
+            file_path_prefix,
+            coder=None,
+            file_name_suffix=".parquet",
+            num_shards=num_shards,
+            mime_type="application/x-parquet",
+            # Parquet compresses its pages itself; the file is not compressed again.
+            compression_type=CompressionTypes.UNCOMPRESSED,
+        )
+        self._schema, self._codec, self._writer_options = schema, codec, options
+
+    def open(self, temp_path):
+        handle = super().open(temp_path)
+        return handle, pq.ParquetWriter(handle, self._schema, compression=self._codec, **self._writer_options)
+
+    def write_record(self, handle_and_writer, table: pa.Table) -> None:
+        handle_and_writer[1].write_table(table)
+
+    def close(self, handle_and_writer) -> None:
+        handle, writer = handle_and_writer
+        writer.close()
+        handle.close()
 
 
 class WriteParquet(beam.PTransform):
@@ -46,12 +83,14 @@ class WriteParquet(beam.PTransform):
                 lambda batch: pa.Table.from_batches([layout.to_record_batch(batch)])
             ).with_output_types(pa.Table)
             | "WriteParquetFiles"
-            >> beam.io.WriteToParquetBatched(
-                shard_prefix(self._output, PARQUET),
-                schema=layout.arrow_schema(),
-                codec=self._codec,
-                num_shards=self._num_shards,
-                file_name_suffix=".parquet",
+            >> Write(
+                ParquetTableSink(
+                    shard_prefix(self._output, PARQUET),
+                    layout.arrow_schema(),
+                    self._codec,
+                    self._num_shards,
+                    **layout.parquet_writer_options(),
+                )
             )
         )
 
@@ -65,8 +104,6 @@ class WriteTFRecord(beam.PTransform):
         self._compression, self._num_shards = compression, num_shards
 
     def expand(self, rows):
-        from apache_beam.io.filesystem import CompressionTypes
-
         compression = CompressionTypes.GZIP if self._compression == "gzip" else CompressionTypes.UNCOMPRESSED
         suffix = ".tfrecord.gz" if self._compression == "gzip" else ".tfrecord"
         return (

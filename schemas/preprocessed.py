@@ -227,6 +227,26 @@ class DatasetLayout:
         fields = [pa.field(c.name, c.arrow_type(self.frame_dtype), nullable=False) for c in self.columns()]
         return pa.schema(fields, metadata={ARROW_METADATA_KEY: json.dumps(self.to_dict()).encode()})
 
+    def parquet_writer_options(self) -> dict:
+        """`pyarrow.parquet.ParquetWriter` options that suit each column's content.
+
+        Dictionary encoding only for integer columns (labels, frame counts and indices
+        repeat; ids, frames and float vectors do not). On a 2 KB frame Arrow hashes every
+        value until the dictionary overflows and then re-encodes the page plainly:
+        measured 2.4x the whole write time, for the same file size. Min/max statistics
+        only where they can prune a scan (not on frames or float vectors).
+        """
+        repeating = (INT, INT_LIST)
+        prunable = (STRING, INT, FLOAT, INT_LIST)
+
+        def leaf(column: Column) -> str:  # options name Parquet leaf columns (compliant lists)
+            return column.name + (".list.element" if column.role in (INT_LIST, FLOAT_LIST) else "")
+
+        return {
+            "use_dictionary": [leaf(c) for c in self.columns() if c.role in repeating],
+            "write_statistics": [leaf(c) for c in self.columns() if c.role in prunable],
+        }
+
     def to_record_batch(self, rows: Sequence[dict]) -> pa.RecordBatch:
         """Columnar batch of processed videos, built from whole numpy arrays."""
         schema = self.arrow_schema()

@@ -221,6 +221,23 @@ def test_parquet_rows_equal_the_raw_records_dequantized_and_subsampled(damaged_i
             assert np.array_equal(row[name], value), (row[F.ID], name)
 
 
+def test_parquet_columns_get_dictionaries_and_statistics_only_where_they_help(full_run):
+    output, _ = full_run
+    files = [pq.ParquetFile(path).metadata for path in sorted((output / "parquet").glob("*.parquet"))]
+    metadata = next(m for m in files if m.num_row_groups)
+    chunks = {}
+    for i in range(metadata.row_group(0).num_columns):
+        chunk = metadata.row_group(0).column(i)
+        chunks[chunk.path_in_schema.split(".")[0]] = chunk
+    frame_columns = [F.RGB, F.AUDIO, F.full_view_column(F.RGB), F.full_view_column(F.AUDIO)]
+    assert set(frame_columns) <= set(chunks)
+    for name in frame_columns:  # 2 KB frames: no dictionary, no min/max
+        assert "RLE_DICTIONARY" not in chunks[name].encodings and not chunks[name].is_stats_set, name
+    for name in (F.LABELS, F.NUM_FRAMES, F.FRAME_INDEX):
+        assert "RLE_DICTIONARY" in chunks[name].encodings and chunks[name].is_stats_set, name
+    assert "RLE_DICTIONARY" not in chunks[F.ID].encodings and chunks[F.ID].is_stats_set
+
+
 def test_tfrecord_output_holds_the_same_rows_as_parquet(full_run):
     output, _ = full_run
     layout = layout_from_arrow_schema(pq.read_schema(next((output / "parquet").glob("*.parquet"))))

@@ -45,3 +45,25 @@ def test_uint8_storage_keeps_codes_unchanged():
 def test_unknown_dtype_is_refused():
     with pytest.raises(ValueError, match="cannot dequantize"):
         quantization.dequantize(np.zeros(3, np.uint8), "int8")
+
+
+def _formula(codes: np.ndarray) -> np.ndarray:
+    return codes.astype(np.float32) * np.float32(4.0 / 255.0) + np.float32(4.0 / 512.0 - 2.0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_two_codes_at_a_time_match_the_formula_for_every_byte_pair(dtype):
+    # Even-width frames take the two-codes-per-gather table: check all 65,536 pairs.
+    pairs = np.stack(np.meshgrid(np.arange(256), np.arange(256), indexing="ij"), -1).astype(np.uint8)
+    pairs = pairs.reshape(-1, 2)
+    got = quantization.dequantize(pairs, dtype)
+    assert got.dtype == np.dtype(dtype) and got.shape == pairs.shape
+    assert np.array_equal(got, _formula(pairs).astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_odd_widths_and_strided_inputs_dequantize_the_same(dtype):
+    codes = np.random.default_rng(3).integers(0, 256, (4, 6, 10), dtype=np.uint8)
+    for view in (codes[..., :7], codes[:, ::2, :], codes[..., ::2], np.uint8(9), codes[0, 0, :1]):
+        got = quantization.dequantize(view, dtype)
+        assert got.shape == np.shape(view) and np.array_equal(got, _formula(np.asarray(view)).astype(dtype))
