@@ -23,6 +23,7 @@ import glob
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -32,6 +33,25 @@ sys.path.insert(0, REPO)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 VIEW = "every_n:10"
+# Report key -> (child method, cores, extra flags for the Beam job).
+METHODS = {
+    "naive": ("naive", "0", ""),
+    "naive_per_frame": ("naive_per_frame", "0", ""),
+    "tfdata": ("tfdata", "0", ""),
+    "beam": ("beam", "0", "--no-duplicate-check"),
+    "beam_2_workers": (
+        "beam",
+        "0,1",
+        "--no-duplicate-check --direct_num_workers 2 --direct_running_mode multi_processing",
+    ),
+}
+# Ratio name -> (numerator, denominator), each taken within one repetition.
+RATIOS = {
+    "(c)/(b)": ("beam", "tfdata"),
+    "(c)/(a)": ("beam", "naive"),
+    "(c)/(a')": ("beam", "naive_per_frame"),
+    "2 workers / 1": ("beam_2_workers", "beam"),
+}
 
 
 # ----- child: one measurement -------------------------------------------------------------
@@ -237,28 +257,39 @@ def parent(args) -> None:
     }
     out = os.path.join(args.workdir, "out")
 
-    results = {}
-    for method in ("naive", "naive_per_frame", "tfdata", "beam"):
-        extra = "--no-duplicate-check"
-        runs = {
-            size: _measure(method, fs, "0", out, extra if method == "beam" else "", args.repeats)
-            for size, fs in (("small", small), ("large", large))
-        }
-        results[method] = {**runs, "marginal": _marginal(runs["small"], runs["large"])}
-        print(method, json.dumps(results[method]), flush=True)
-    two = {
-        size: _measure(
-            "beam",
-            fs,
-            "0,1",
-            out,
-            "--no-duplicate-check --direct_num_workers 2 --direct_running_mode multi_processing",
-            args.repeats,
+    # Repetitions interleave the methods, and each repetition's ratios compare runs made
+    # minutes apart at most: the host's speed drifts by tens of percent over an hour.
+    per_rep = []
+    for rep in range(args.repeats):
+        measured = {}
+        for key, (method, cores, extra) in METHODS.items():
+            runs = {
+                size: _measure_once(method, fs, cores, out, extra)
+                for size, fs in (("small", small), ("large", large))
+            }
+            measured[key] = {**runs, "marginal": _marginal(runs["small"], runs["large"])}
+        per_rep.append(measured)
+        print(
+            f"repetition {rep + 1}:",
+            json.dumps({k: round(v["marginal"]) for k, v in measured.items()}),
+            flush=True,
         )
-        for size, fs in (("small", small), ("large", large))
+    results = {"repetitions": per_rep}
+    for key in METHODS:
+        runs = [rep[key] for rep in per_rep]
+        results[key] = {
+            size: {
+                "seconds": statistics.median(r[size]["seconds"] for r in runs),
+                "videos": runs[0][size]["videos"],
+                "max_rss_mb": max(r[size]["max_rss_mb"] for r in runs),
+            }
+            for size in ("small", "large")
+        }
+        results[key]["marginal"] = statistics.median(r["marginal"] for r in runs)
+    results["ratios"] = {
+        name: [rep[top]["marginal"] / rep[bottom]["marginal"] for rep in per_rep]
+        for name, (top, bottom) in RATIOS.items()
     }
-    results["beam_2_workers"] = {**two, "marginal": _marginal(two["small"], two["large"])}
-    print("beam 2 workers", json.dumps(results["beam_2_workers"]), flush=True)
 
     # Separately timed steps, on the small input, each against a baseline run beside it.
     for name, extra in (("with_duplicate_check", ""), ("with_zscore", "--no-duplicate-check --zscore")):
@@ -289,12 +320,11 @@ def parent(args) -> None:
 
 
 def report(r: dict, small_shards: int, large_shards: int) -> str:
-    a, a1, b, c, c2 = (
-        r[k]["marginal"] for k in ("naive", "naive_per_frame", "tfdata", "beam", "beam_2_workers")
-    )
+    reps = len(r["repetitions"])
     lines = [
         f"Marginal rate between {small_shards} and {large_shards} shards "
-        f"({r['naive']['small']['videos']} and {r['naive']['large']['videos']} videos), one core each:",
+        f"({r['naive']['small']['videos']} and {r['naive']['large']['videos']} videos), one core each; "
+        f"medians of {reps} repetitions, the methods interleaved in each:",
         "",
         "| method | videos/s (marginal) | seconds 1x / 4x | peak RSS MB 1x / 4x |",
         "| --- | --- | --- | --- |",
@@ -312,10 +342,15 @@ def report(r: dict, small_shards: int, large_shards: int) -> str:
             f"| {label} | {run['marginal']:.0f} | {small['seconds']:.1f} / {large['seconds']:.1f} "
             f"| {small['max_rss_mb']:.0f} / {large['max_rss_mb']:.0f} |"
         )
+    goals = {"(c)/(b)": ">= 0.6", "(c)/(a)": ">= 1.5"}
+    lines += ["", "| ratio (within a repetition) | median | min – max | goal |", "| --- | --- | --- | --- |"]
+    for name, values in r["ratios"].items():
+        lines.append(
+            f"| {name} | {statistics.median(values):.2f} | {min(values):.2f} – {max(values):.2f} "
+            f"| {goals.get(name, '—')} |"
+        )
     lines += [
         "",
-        f"- (c)/(b) = {c / b:.2f} (goal >= 0.6); (c)/(a) = {c / a:.2f} (goal >= 1.5); "
-        f"(c)/(a') = {c / a1:.2f}; 2 workers / 1 worker = {c2 / c:.2f}",
         f"- duplicate check adds {r['with_duplicate_check']['extra_seconds']:.1f}s, "
         f"TFT z-score analysis adds {r['with_zscore']['extra_seconds']:.1f}s "
         f"on the 1x input ({r['with_duplicate_check']['baseline_seconds']:.1f}s without either)",
