@@ -231,10 +231,9 @@ class DatasetLayout:
         """`pyarrow.parquet.ParquetWriter` options that suit each column's content.
 
         Dictionary encoding only for integer columns (labels, frame counts and indices
-        repeat; ids, frames and float vectors do not). On a 2 KB frame Arrow hashes every
-        value until the dictionary overflows and then re-encodes the page plainly:
-        measured 2.4x the whole write time, for the same file size. Min/max statistics
-        only where they can prune a scan (not on frames or float vectors).
+        repeat; ids, frames and float vectors do not, and Arrow would hash every 2 KB
+        frame before giving up on the dictionary). Min/max statistics only where they
+        can prune a scan: not on binary frames or float vectors.
         """
         repeating = (INT, INT_LIST)
         prunable = (STRING, INT, FLOAT, INT_LIST)
