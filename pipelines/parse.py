@@ -207,9 +207,8 @@ class RecordParser:
     def _frame_level(self, records):
         config = self.config
         size = len(records)
-        parsed = {
-            k: v.numpy() for k, v in self._frame_graph(self._tf.constant([r[3] for r in records])).items()
-        }
+        outputs = self._frame_graph(self._tf.constant([r[3] for r in records]))
+        parsed = {name: value.numpy() for name, value in outputs.items()}
         segments = (
             {name: _split_rows(parsed[name], parsed[name + _ROWS], size) for name in F.SEGMENT_FIELDS}
             if config.segments
@@ -268,11 +267,8 @@ class RecordParser:
             for name in (F.LABELS, *F.SEGMENT_FIELDS):
                 out[name], out[name + _ROWS] = context[name].values, context[name].indices[:, 0]
             for feature in F.FRAME_FEATURES:
-                frames, count, dim = (
-                    sequences[feature],
-                    tf.cast(lengths[feature], tf.int32),
-                    F.FEATURE_DIMS[feature],
-                )
+                frames, dim = sequences[feature], F.FEATURE_DIMS[feature]
+                count = tf.cast(lengths[feature], tf.int32)
                 # One extra right length per video, so argmax has a column to land on.
                 sizes = tf.pad(tf.strings.length(frames), [[0, 0], [0, 1]], constant_values=dim)
                 wrong = (sizes != dim) & (tf.range(tf.shape(sizes)[1])[None, :] < count[:, None])
