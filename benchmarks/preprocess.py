@@ -14,6 +14,12 @@ Methods, each in its own child process pinned to one core with `taskset`:
 Each method runs on 1/4 of the shards and on all of them; the marginal rate between
 the two (extra videos / extra seconds) removes start-up cost, and the two runs give
 peak memory at 1x and 4x the input. Output is a Markdown table for RESULTS.md.
+
+Only (c) writes files. Beside each (c) run, the same number of bytes is written to new
+files by a plain loop ("write alone"), which shows what the host charges for putting
+(c)'s output into the page cache: on a VM that hands freed memory back to its host
+(virtio-balloon free page reporting), every new page-cache page costs a host fault,
+~2 ms per MB measured here against ~0.2 after a page is reused.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import glob
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -147,7 +154,28 @@ def _beam(files: list[str], output: str, extra: list[str]) -> int:
     return summary["records_written"]
 
 
+def _write_alone(output: str, total_bytes: int, num_files: int = 8) -> int:
+    """`total_bytes` written to new files in 1 MiB pieces, as a sink's pages reach them."""
+    piece = os.urandom(1 << 20)
+    os.makedirs(output, exist_ok=True)
+    for i in range(num_files):
+        left = total_bytes // num_files
+        with open(os.path.join(output, f"write-alone-{i:05d}"), "wb") as f:
+            while left > 0:
+                left -= f.write(piece[: min(left, len(piece))])
+    return 0
+
+
 def child(args) -> None:
+    if args.method == "write_alone":
+        # The host takes back freed pages ~2 s after they are freed, and (c) writes for
+        # seconds on end, so most of its page-cache pages are ones the host took back; a
+        # writer starting at once would reuse what the previous child just freed.
+        time.sleep(5)
+        start = time.perf_counter()
+        _write_alone(args.output, int(args.extra))
+        print(json.dumps({"videos": 0, "seconds": time.perf_counter() - start, "max_rss_mb": 0}))
+        return
     files = args.files.split(",")
     if args.method in ("naive", "naive_per_frame", "tfdata"):
         import tensorflow  # noqa: F401  (imports are start-up, not work)
@@ -221,6 +249,17 @@ def _parquet_bytes(output: str) -> int:
     return sum(os.path.getsize(p) for p in glob.glob(os.path.join(output, "parquet", "*.parquet")))
 
 
+def _write_alone_beside(beam_runs: dict, output: str) -> dict:
+    """Seconds per video of writing alone the bytes (c) writes for its marginal videos
+    (large run minus small run). The timer starts at the first write, so no marginal is
+    needed; the files are deleted at once, long before the next such run."""
+    extra_bytes = beam_runs["large"]["parquet_bytes"] - beam_runs["small"]["parquet_bytes"]
+    extra_videos = beam_runs["large"]["videos"] - beam_runs["small"]["videos"]
+    seconds = _measure_once("write_alone", [], "0", output, str(extra_bytes))["seconds"]
+    shutil.rmtree(output, ignore_errors=True)
+    return {"seconds_per_video": seconds / extra_videos, "bytes": extra_bytes, "seconds": seconds}
+
+
 def parent(args) -> None:
     from pipelines.synth import SynthConfig, generate
 
@@ -249,11 +288,14 @@ def parent(args) -> None:
     for rep in range(args.repeats):
         measured = {}
         for key, (method, cores, extra) in METHODS.items():
-            runs = {
-                size: _measure_once(method, fs, cores, out, extra)
-                for size, fs in (("small", small), ("large", large))
-            }
+            runs = {}
+            for size, fs in (("small", small), ("large", large)):
+                runs[size] = _measure_once(method, fs, cores, out, extra)
+                if method == "beam":
+                    runs[size]["parquet_bytes"] = _parquet_bytes(out)
             measured[key] = {**runs, "marginal": _marginal(runs["small"], runs["large"])}
+            if key == "beam":
+                measured["write_alone"] = _write_alone_beside(runs, os.path.join(args.workdir, "write"))
         per_rep.append(measured)
         print(
             f"repetition {rep + 1}:",
@@ -275,6 +317,19 @@ def parent(args) -> None:
     results["ratios"] = {
         name: [rep[top]["marginal"] / rep[bottom]["marginal"] for rep in per_rep]
         for name, (top, bottom) in RATIOS.items()
+    }
+    # For reference only (the goals are judged on the ratios above): (c) with the time its
+    # output takes to write alone taken out, against (a), which writes nothing.
+    write_shares, without_write = [], []
+    for rep in per_rep:
+        beam_seconds = 1 / rep["beam"]["marginal"]
+        write_seconds = rep["write_alone"]["seconds_per_video"]
+        write_shares.append(write_seconds / beam_seconds)
+        without_write.append(rep["naive"]["marginal"] ** -1 / (beam_seconds - write_seconds))
+    results["write_alone"] = {
+        "ms_per_video": [rep["write_alone"]["seconds_per_video"] * 1e3 for rep in per_rep],
+        "share_of_beam": write_shares,
+        "beam_less_write_over_naive": without_write,
     }
 
     # Separately timed steps, on the small input, each against a baseline run beside it.
@@ -343,6 +398,12 @@ def report(r: dict, small_shards: int, large_shards: int) -> str:
         "- Parquet bytes / raw bytes, every_n:10: "
         + ", ".join(f"{k} {v:.3f}" for k, v in r["size_ratio"].items())
         + " (goal: uint8 uncompressed <= 0.12)",
+        "- (c)'s output bytes written alone to new files (plain writes, one core): "
+        f"{statistics.median(r['write_alone']['ms_per_video']):.3f} ms per video, "
+        f"{statistics.median(r['write_alone']['share_of_beam']):.0%} of (c)'s time "
+        f"({min(r['write_alone']['share_of_beam']):.0%} – {max(r['write_alone']['share_of_beam']):.0%}); "
+        "(c) without that time over (a), for reference only: "
+        f"{statistics.median(r['write_alone']['beam_less_write_over_naive']):.2f}",
         f"- peak memory 4x / 1x input, Beam 1 worker: "
         f"{r['beam']['large']['max_rss_mb'] / r['beam']['small']['max_rss_mb']:.2f} (goal: flat)",
     ]
@@ -360,7 +421,9 @@ def main() -> None:
     run.add_argument("--workdir", default="/tmp/fewframes-bench")
     run.add_argument("--repeats", type=int, default=3, help="runs per measurement; the fastest counts")
     one = sub.add_parser("child")
-    one.add_argument("--method", choices=("naive", "naive_per_frame", "tfdata", "beam"), required=True)
+    one.add_argument(
+        "--method", choices=("naive", "naive_per_frame", "tfdata", "beam", "write_alone"), required=True
+    )
     one.add_argument("--files", required=True)
     one.add_argument("--output", default="")
     one.add_argument("--extra", default="")
