@@ -299,7 +299,7 @@ def parent(args) -> None:
         per_rep.append(measured)
         print(
             f"repetition {rep + 1}:",
-            json.dumps({k: round(v["marginal"]) for k, v in measured.items()}),
+            json.dumps({k: round(measured[k]["marginal"]) for k in METHODS}),
             flush=True,
         )
     results = {"repetitions": per_rep}
