@@ -154,7 +154,7 @@ def _beam(files: list[str], output: str, extra: list[str]) -> int:
     return summary["records_written"]
 
 
-def _write_alone(output: str, total_bytes: int, num_files: int = 8) -> int:
+def _write_alone(output: str, total_bytes: int, num_files: int = 8) -> None:
     """`total_bytes` written to new files in 1 MiB pieces, as a sink's pages reach them."""
     piece = os.urandom(1 << 20)
     os.makedirs(output, exist_ok=True)
@@ -163,21 +163,16 @@ def _write_alone(output: str, total_bytes: int, num_files: int = 8) -> int:
         with open(os.path.join(output, f"write-alone-{i:05d}"), "wb") as f:
             while left > 0:
                 left -= f.write(piece[: min(left, len(piece))])
-    return 0
 
 
 def child(args) -> None:
+    files = args.files.split(",")
     if args.method == "write_alone":
         # The host takes back freed pages ~2 s after they are freed, and (c) writes for
         # seconds on end, so most of its page-cache pages are ones the host took back; a
         # writer starting at once would reuse what the previous child just freed.
         time.sleep(5)
-        start = time.perf_counter()
-        _write_alone(args.output, int(args.extra))
-        print(json.dumps({"videos": 0, "seconds": time.perf_counter() - start, "max_rss_mb": 0}))
-        return
-    files = args.files.split(",")
-    if args.method in ("naive", "naive_per_frame", "tfdata"):
+    elif args.method in ("naive", "naive_per_frame", "tfdata"):
         import tensorflow  # noqa: F401  (imports are start-up, not work)
     else:
         import apache_beam  # noqa: F401
@@ -189,6 +184,9 @@ def child(args) -> None:
         videos = _naive(files, _per_frame_codes)
     elif args.method == "tfdata":
         videos = _tfdata(files)
+    elif args.method == "write_alone":
+        _write_alone(args.output, int(args.extra))
+        videos = 0
     else:
         videos = _beam(files, args.output, args.extra.split() if args.extra else [])
     seconds = time.perf_counter() - start
