@@ -396,16 +396,20 @@ def run(argv=None, test_pipeline=None) -> dict:
     result = pipeline.run()
     result.wait_until_finish()
     summary = manifest.read_json(f"{args.output.rstrip('/')}/{MANIFEST_NAME}")
-    summary["counters"] = _counters(result)
+    summary["counters"], reading = _metrics(result)
+    if reading:
+        summary["reading"] = reading
     return summary
 
 
-def _counters(result) -> dict:
+def _metrics(result) -> tuple[dict, dict | None]:
+    """The job's counters by "namespace/name", and `read.reading_span` of its metrics."""
     try:
-        counters = result.metrics().query()["counters"]
+        metrics = result.metrics().query()
     except Exception:  # some runners report no metrics; the manifest has the counts
-        return {}
-    return {f"{c.key.metric.namespace}/{c.key.metric.name}": c.committed for c in counters}
+        return {}, None
+    counters = {f"{c.key.metric.namespace}/{c.key.metric.name}": c.committed for c in metrics["counters"]}
+    return counters, read.reading_span(metrics)
 
 
 def format_summary(summary: dict, seconds: float) -> str:
@@ -431,6 +435,13 @@ def format_summary(summary: dict, seconds: float) -> str:
     lines += manifest.output_lines(summary)
     if summary["records_failed"] or summary["duplicate_ids"]["count"]:
         lines.append(f"  errors: see {ERRORS_DIR}/ in the output directory")
+    if summary.get("reading"):
+        reading = summary["reading"]
+        rate = summary["records_read"] / reading["seconds"] if reading["seconds"] else float("inf")
+        lines.append(
+            f"  reading: {reading['shards']} shards in {reading['seconds']:.1f}s from the first opened to "
+            f"the last read ({rate:,.0f} records/s); the rest of the run is start-up and finalisation"
+        )
     if summary.get("counters"):
         lines.append("  counters: " + ", ".join(f"{k}={v}" for k, v in sorted(summary["counters"].items())))
     return "\n".join(lines)

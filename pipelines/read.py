@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -23,10 +24,15 @@ class ReadShardRecords(beam.DoFn):
         self._damaged = Metrics.counter("read", "damaged_frames")
         self._shards = Metrics.counter("read", "shards")
         self._bytes = Metrics.counter("read", "bytes")
+        # Wall-clock milliseconds; their min and max over all workers give the span in
+        # which shards were read, which leaves out process and worker start-up.
+        self._opened_at = Metrics.distribution("read", "shard_opened_at_ms")
+        self._finished_at = Metrics.distribution("read", "shard_finished_at_ms")
 
     def process(self, readable_file: fileio.ReadableFile):
         path = readable_file.metadata.path
         records = damaged = 0
+        self._opened_at.update(int(time.time() * 1000))
         with readable_file.open() as stream:
             for item in iter_frames(stream):
                 if isinstance(item, Damage):
@@ -45,6 +51,7 @@ class ReadShardRecords(beam.DoFn):
         self._damaged.inc(damaged)
         self._shards.inc()
         self._bytes.inc(readable_file.metadata.size_in_bytes)
+        self._finished_at.update(int(time.time() * 1000))
         _LOG.info("finished shard %s: %d records, %d damaged", path, records, damaged)
 
 
@@ -92,3 +99,22 @@ def first_record(paths: list[str], max_attempts: int = 100) -> bytes:
                 if attempts >= max_attempts:
                     break
     raise ValueError("no readable record found in the input files")
+
+
+def reading_span(metrics: dict) -> dict | None:
+    """Shards read and the seconds from the first shard opened to the last one read,
+    from a job's `result.metrics().query()`; None where the runner reported neither."""
+    opened, finished = [], []
+    for distribution in metrics.get("distributions", []):
+        name = distribution.key.metric
+        if name.namespace == "read" and name.name == "shard_opened_at_ms":
+            opened.append(distribution.committed)
+        elif name.namespace == "read" and name.name == "shard_finished_at_ms":
+            finished.append(distribution.committed)
+    opened = [d for d in opened if d is not None and d.count]
+    finished = [d for d in finished if d is not None and d.count]
+    if not opened or not finished:
+        return None
+    first = min(d.min for d in opened)
+    last = max(d.max for d in finished)
+    return {"shards": sum(d.count for d in finished), "seconds": max(last - first, 0) / 1000}

@@ -3,6 +3,7 @@
 import json
 import pathlib
 import shutil
+import time
 
 import apache_beam as beam
 import numpy as np
@@ -331,6 +332,7 @@ def test_bad_flags_are_argparse_errors(tmp_path):
 
 
 def test_two_worker_processes_write_the_same_dataset_as_one(damaged_input, tmp_path):
+    start = time.time()
     one = _run(damaged_input["dir"], tmp_path / "one", "--format", "tfrecord")
     two = _run(
         damaged_input["dir"],
@@ -356,6 +358,13 @@ def test_two_worker_processes_write_the_same_dataset_as_one(damaged_input, tmp_p
         "frames_per_video_histogram",
     ):
         assert one[key] == two[key], key
+    # The reading span is merged over both workers' metrics and lies inside the runs.
+    for summary in (one, two):
+        assert summary["reading"]["shards"] == summary["counters"]["read/shards"] == 4
+        assert 0 <= summary["reading"]["seconds"] < time.time() - start
+        assert f"reading: 4 shards in {summary['reading']['seconds']:.1f}s" in preprocess.format_summary(
+            summary, 1.0
+        )
 
 
 def test_parse_and_validate_transform_splits_rows_and_failures():
