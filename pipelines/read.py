@@ -103,7 +103,8 @@ def first_record(paths: list[str], max_attempts: int = 100) -> bytes:
 
 def reading_span(metrics: dict) -> dict | None:
     """Shards read and the seconds from the first shard opened to the last one read,
-    from a job's `result.metrics().query()`; None where the runner reported neither."""
+    from a job's `result.metrics().query()`; None unless the runner reported both
+    distributions (a job with no shards, or a runner without distribution metrics)."""
     opened, finished = [], []
     for distribution in metrics.get("distributions", []):
         name = distribution.key.metric
