@@ -4,9 +4,13 @@ import pytest
 from schemas import quantization
 
 
+def _formula(codes: np.ndarray) -> np.ndarray:
+    return codes.astype(np.float32) * np.float32(4.0 / 255.0) + np.float32(4.0 / 512.0 - 2.0)
+
+
 def test_dequantize_is_bit_exact_with_the_official_formula_on_all_256_codes():
     codes = np.arange(256, dtype=np.uint8)
-    expected = codes.astype(np.float32) * np.float32(4.0 / 255.0) + np.float32(4.0 / 512.0 - 2.0)
+    expected = _formula(codes)
     got = quantization.dequantize(codes, "float32")
     assert got.dtype == np.float32
     assert np.array_equal(got.view(np.uint32), expected.view(np.uint32))
@@ -45,10 +49,6 @@ def test_uint8_storage_keeps_codes_unchanged():
 def test_unknown_dtype_is_refused():
     with pytest.raises(ValueError, match="cannot dequantize"):
         quantization.dequantize(np.zeros(3, np.uint8), "int8")
-
-
-def _formula(codes: np.ndarray) -> np.ndarray:
-    return codes.astype(np.float32) * np.float32(4.0 / 255.0) + np.float32(4.0 / 512.0 - 2.0)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
