@@ -43,6 +43,8 @@ def readme_commands(prefix: str) -> list[str]:
 def _order(tokens: list[str]) -> int:
     command = tokens[1]
     if command == "train":
+        if "--export-only" in tokens:
+            return 4.5  # exports a job that an earlier command trained
         return 2 if tokens[tokens.index("--mode") + 1] == "teacher" else 4
     return STEP_ORDER[command]
 

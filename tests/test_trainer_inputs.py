@@ -77,6 +77,51 @@ def test_same_seed_and_epoch_give_the_same_order_and_skip_resumes_it(tiny_frame_
         assert sorted(sum(first, [])) == sorted(set(sum(first, [])))  # no video twice in an epoch
 
 
+def test_input_workers_give_the_same_batches_and_random_views_resume_exactly(tiny_frame_dataset):
+    plan = I.plan_inputs(str(tiny_frame_dataset), PARALLEL, View.parse("random:5"), F.FRAME_FEATURES, LABELS)
+    kwargs = dict(shuffle=True, seed=5, shuffle_buffer=16, drop_remainder=True, with_ids=True, epoch=1)
+
+    def batches(**more):
+        return [x for x, _ in I.numpy_batches(plan, 8, **kwargs, **more)]
+
+    alone, threaded, resumed = batches(), batches(workers=3), batches(workers=2, skip_batches=2)
+    assert len(alone) == len(threaded) == 5 and len(resumed) == 3
+    for a, b in zip(alone, threaded, strict=True):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    # A random view is drawn per batch from (seed, epoch, batch index): the batches a
+    # resumed run reads cut the same frames as the uninterrupted run's.
+    for a, b in zip(alone[2:], resumed, strict=True):
+        np.testing.assert_array_equal(a[I.STUDENT_FRAMES], b[I.STUDENT_FRAMES])
+
+
+def test_a_consumer_that_stops_early_ends_the_input_threads(tiny_frame_dataset):
+    import threading
+
+    plan = I.plan_inputs(str(tiny_frame_dataset), TEACHER, View.parse("every_n:4"), F.FRAME_FEATURES, LABELS)
+    before = {t for t in threading.enumerate() if t.name.startswith("fewframes-input")}
+    batches = I.numpy_batches(plan, 4, workers=2)
+    next(batches)
+    batches.close()  # what fit does to an iterator it stops reading after steps_per_epoch
+    for thread in threading.enumerate():
+        if thread.name.startswith("fewframes-input") and thread not in before:
+            thread.join(timeout=10)
+            assert not thread.is_alive(), thread.name
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_unreadable_file_is_an_error_naming_it(tmp_path, tiny_frame_dataset, workers):
+    import shutil
+
+    copy = tmp_path / "dataset"
+    shutil.copytree(tiny_frame_dataset, copy)
+    for damaged in (copy / "parquet").iterdir():
+        damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    plan = I.plan_inputs(str(copy), STUDENT, View.parse("every_n:4"), F.FRAME_FEATURES, LABELS)
+    with pytest.raises(I.UnreadableInput, match=r"cannot read .*part-0000\d-of-00002\.parquet: .*magic"):
+        list(I.numpy_batches(plan, 4, workers=workers))
+
+
 def test_mismatches_are_refused_with_the_reason(tmp_path, tiny_frame_dataset):
     from tests.conftest import make_dataset
 

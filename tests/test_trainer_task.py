@@ -105,6 +105,67 @@ def test_a_job_dir_holding_another_run_is_refused(tmp_path, tiny_frame_dataset):
         _train(base + ["--learning-rate", "0.5"])
 
 
+# ----- export apart from training (JAX / PyTorch jobs) -----------------------------------
+def test_a_job_without_export_is_exported_later_from_its_weights(tmp_path, tiny_frame_dataset, capsys):
+    from trainer.export import LoadedExport
+    from trainer.normalization import zscore_parameters
+
+    job = tmp_path / "j"
+    summary = _train(_command(tiny_frame_dataset, job, "--mode", "parallel", "--teacher", "mean-moe-small",
+                              "--student", "dbof-small", "--epochs", "1", "--no-export"))  # fmt: skip
+    assert summary["exports"] == {} and "--export-only" in summary["export_skipped"]
+    assert not (job / "export").exists() and not (job / "export_teacher").exists()
+
+    assert task.main(["--job-dir", str(job), "--export-only"]) == 0
+    assert f"exported the student: {job / 'export'}" in capsys.readouterr().out
+    saved = json.loads((job / task.SUMMARY_NAME).read_text())
+    assert saved["exports"] == {"student": str(job / "export"), "teacher": str(job / "export_teacher")}
+    assert "export_skipped" not in saved
+    config = task.TrainConfig.from_json((job / "config.json").read_text())
+    frames = np.random.default_rng(0).normal(size=(3, 12, 1152)).astype(np.float32)
+    lengths = np.array([12, 7, 4], np.int32)
+    for role, directory, width in (("student", "export", 75), ("teacher", "export_teacher", 300)):
+        export = LoadedExport(str(job / directory))
+        fingerprint = json.loads((job / "weights" / f"{role}.json").read_text())["weights_sha256"]
+        assert export.metadata["role"] == role and export.metadata["weights_sha256"] == fingerprint
+        # The export scores as the job's final weights do.
+        manifest = json.loads((tiny_frame_dataset / "manifest.json").read_text())
+        zscore = zscore_parameters(str(tiny_frame_dataset), manifest)
+        model = task.load_trained(str(job), config, role, zscore, width)
+        mask = (np.arange(12)[None, :] < lengths[:, None]).astype(np.float32)
+        expected = np.asarray(model({"frames": frames, "mask": mask}, training=False)["predictions"])
+        scored = export.score_view({"rgb": frames[..., :1024], "audio": frames[..., 1024:]}, lengths)
+        np.testing.assert_allclose(scored["predictions"], expected, rtol=1e-4, atol=1e-5, err_msg=role)
+
+
+@pytest.mark.parametrize(
+    "setup,message",
+    [("empty", "no config.json"), ("unfinished", "no final weights of its student")],
+)
+def test_export_only_refuses_a_job_dir_without_a_finished_job(
+    tmp_path, tiny_frame_dataset, setup, message, capsys
+):
+    job = tmp_path / "j"
+    job.mkdir()
+    if setup == "unfinished":
+        _train(_command(tiny_frame_dataset, job, "--mode", "student", "--student", "mean-moe-small",
+                        "--epochs", "1", "--no-export"))  # fmt: skip
+        (job / "weights" / "student.weights.h5").unlink()
+    assert task.main(["--job-dir", str(job), "--export-only"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_list_models_names_every_preset(capsys):
+    from trainer.models import PRESETS
+
+    assert task.main(["--list-models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == sorted(PRESETS)
+    assert any(
+        line.startswith("hlstm ") and "hlstm + moe" in line and "chunk_size=15" in line for line in lines
+    )
+
+
 def test_vertex_ai_environment_supplies_the_job_and_checkpoint_dirs():
     assert task.job_dirs(None, {"AIP_MODEL_DIR": "gs://b/model", "AIP_CHECKPOINT_DIR": "gs://b/ckpt"}) == (
         "gs://b/model",

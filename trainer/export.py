@@ -44,19 +44,21 @@ def read_metadata(export_dir: str) -> dict:
 
 
 def weights_fingerprint(model) -> str:
-    """SHA-256 of a model's weights (names, shapes, dtypes and values, in model order).
+    """SHA-256 of a model's weights (shapes, dtypes and values, in model order).
 
     The same for a trained model, its export and the model rebuilt from its weights
-    file, so a teacher-targets dataset can name the exact teacher that computed it.
+    file, in any process, so a teacher-targets dataset can name the exact teacher that
+    computed it. Weight names are left out: Keras numbers unnamed layers per process
+    (`dense_3`), so a model rebuilt after others were built has other names.
     """
     import hashlib
 
     import keras
 
     digest = hashlib.sha256()
-    for weight in model.weights:
+    for index, weight in enumerate(model.weights):
         value = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
-        digest.update(f"{weight.path}|{value.dtype.str}|{value.shape};".encode())
+        digest.update(f"{index}|{value.dtype.str}|{value.shape};".encode())
         digest.update(value.tobytes())
     return digest.hexdigest()
 

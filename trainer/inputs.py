@@ -45,6 +45,10 @@ class InputMismatch(ValueError):
     """A dataset cannot feed the requested training (missing view, other classes, ...)."""
 
 
+class UnreadableInput(ValueError):
+    """A dataset file that cannot be read (truncated, damaged, not Parquet), by path."""
+
+
 @dataclasses.dataclass(frozen=True)
 class InputPlan:
     """What a reader must produce from one dataset, checked against its layout."""
@@ -283,17 +287,28 @@ def numpy_batches(
     shuffle_buffer: int = 1024,
     drop_remainder: bool = False,
     with_ids: bool = False,
+    workers: int = 0,
 ):
-    """Yield `(x, y)` numpy batches read from Parquet (pyarrow only, no TensorFlow)."""
+    """Yield `(x, y)` numpy batches read from Parquet (pyarrow only, no TensorFlow).
+
+    `workers` > 0 reads and assembles batches on background threads (decoding, padding
+    and the view cut are numpy and pyarrow work that releases the GIL), up to `workers`
+    batches ahead of the consumer, so a training step overlaps the next batches' input;
+    the batches are the same, in the same order, as with `workers=0`. A batch's random
+    view depends only on (seed, epoch, batch index), so a run resumed mid-epoch cuts the
+    same views as one that was not interrupted.
+    """
     files = _ordered_files(plan, PARQUET, shuffle, seed, epoch)
     rng = np.random.default_rng(_epoch_seed(seed, epoch) + 1)
-    view_rng = np.random.default_rng(_epoch_seed(seed, epoch) + 2)
     columns = plan.columns()
 
     def rows():
         for path in files:
-            for record_batch in pq.ParquetFile(path).iter_batches(batch_size=256, columns=columns):
-                yield from plan.layout.rows_from_table(pa.Table.from_batches([record_batch]), columns)
+            try:
+                for record_batch in pq.ParquetFile(path).iter_batches(batch_size=256, columns=columns):
+                    yield from plan.layout.rows_from_table(pa.Table.from_batches([record_batch]), columns)
+            except (pa.ArrowException, OSError) as error:
+                raise UnreadableInput(f"cannot read {path}: {error}") from error
 
     def shuffled(source):
         if not shuffle:
@@ -310,17 +325,81 @@ def numpy_batches(
         for j in rng.permutation(len(buffer)):
             yield buffer[j]
 
-    batch_index = 0
-    pending = []
-    for row in shuffled(rows()):
-        pending.append(row)
-        if len(pending) == batch_size:
-            if batch_index >= skip_batches:
-                yield _numpy_batch(plan, pending, view_rng, with_ids)
-            batch_index += 1
-            pending = []
-    if pending and not drop_remainder and batch_index >= skip_batches:
-        yield _numpy_batch(plan, pending, view_rng, with_ids)
+    def batch_rows():
+        """(batch index, rows) of each batch to yield, skipped batches left out."""
+        batch_index = 0
+        pending = []
+        for row in shuffled(rows()):
+            pending.append(row)
+            if len(pending) == batch_size:
+                if batch_index >= skip_batches:
+                    yield batch_index, pending
+                batch_index += 1
+                pending = []
+        if pending and not drop_remainder and batch_index >= skip_batches:
+            yield batch_index, pending
+
+    def assemble(batch_index: int, batch: list[dict]):
+        view_rng = np.random.default_rng([_epoch_seed(seed, epoch), 2, batch_index])
+        return _numpy_batch(plan, batch, view_rng, with_ids)
+
+    if workers <= 0:
+        for batch_index, batch in batch_rows():
+            yield assemble(batch_index, batch)
+        return
+    yield from _ahead(batch_rows(), assemble, workers)
+
+
+def _ahead(jobs, assemble, workers: int):
+    """`assemble(*job)` for each job of the iterator `jobs`, in order, computed on `workers`
+    threads while the consumer works; a reader thread feeds them. At most `workers`
+    batches wait ahead, so memory stays bounded; an error is raised at its batch."""
+    import concurrent.futures
+    import queue
+    import threading
+
+    pending = queue.Queue(maxsize=workers)
+    stop = threading.Event()
+    done = object()
+    pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="fewframes-input")
+
+    def put(item) -> bool:
+        """Queue `item` once there is room; False when the consumer has gone."""
+        while not stop.is_set():
+            try:
+                pending.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def feed():
+        try:
+            for job in jobs:
+                if not put(pool.submit(assemble, *job)):
+                    return
+            put(done)
+        except BaseException as error:  # a reading error reaches the consumer at its place
+            failed = concurrent.futures.Future()
+            failed.set_exception(error)
+            put(failed)
+
+    reader = threading.Thread(target=feed, name="fewframes-input-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = pending.get()
+            if item is done:
+                return
+            yield item.result()
+    finally:  # also when the consumer stops early (fit's steps_per_epoch, an error)
+        stop.set()
+        while True:
+            try:
+                pending.get_nowait()
+            except queue.Empty:
+                break
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _numpy_batch(plan: InputPlan, rows: list[dict], rng, with_ids: bool):
@@ -437,8 +516,8 @@ def _mask_tf(lengths, width: int):
     return tf.sequence_mask(lengths, width, dtype=tf.float32)
 
 
-def batches(plan: InputPlan, fmt: str, batch_size: int, **kwargs):
-    """`tf_dataset` or `numpy_batches` by format."""
+def batches(plan: InputPlan, fmt: str, batch_size: int, workers: int = 0, **kwargs):
+    """`tf_dataset` or `numpy_batches` (on `workers` threads) by format."""
     if fmt == TFRECORD:
         return tf_dataset(plan, batch_size, **kwargs)
-    return numpy_batches(plan, batch_size, **kwargs)
+    return numpy_batches(plan, batch_size, workers=workers, **kwargs)

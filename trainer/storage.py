@@ -14,9 +14,18 @@ def is_remote(path: str) -> bool:
     return "://" in path
 
 
-def _gfile():
-    import tensorflow as tf
+class RemoteStorageUnavailable(ValueError):
+    """A gs:// path where TensorFlow (and so tf.io.gfile) is not installed."""
 
+
+def _gfile():
+    try:
+        import tensorflow as tf
+    except ModuleNotFoundError:
+        raise RemoteStorageUnavailable(
+            "a gs:// path needs TensorFlow (tf.io.gfile), which is not installed here: "
+            "install it or use a local path"
+        ) from None
     return tf.io.gfile
 
 

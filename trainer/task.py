@@ -5,6 +5,11 @@ The job dir holds `config.json` (the resolved configuration), `checkpoints/`,
 (the SavedModel the job produced: the student, or the teacher in `teacher` mode;
 `parallel` also writes `export_teacher/`) and `summary.json`. The same command
 resumes a preempted job from its last checkpoint.
+
+The export is a TensorFlow SavedModel, so only a job on the TensorFlow backend writes
+it at the end. A job on JAX or PyTorch (or one run with `--no-export`) saves its final
+weights and skips the export; `--export-only --job-dir DIR` later builds it from those
+weights where TensorFlow is installed.
 """
 
 from __future__ import annotations
@@ -78,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocabulary", help="vocabulary CSV (class names; needed by --label-space verticals)")
     p.add_argument("--input-format", choices=("auto", "tfrecord", "parquet"), default="auto")
     p.add_argument("--shuffle-buffer", type=int, default=1024)
+    p.add_argument(
+        "--input-workers",
+        type=int,
+        default=None,
+        help="threads reading Parquet batches ahead of training (0: none; default: min(4, CPUs))",
+    )
     p.add_argument("--ce-weight", type=float, default=1.0)
     p.add_argument("--rep-weight", type=float, default=1.0)
     p.add_argument("--pred-weight", type=float, default=1.0)
@@ -86,7 +97,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=20, help="classes the export returns per video")
     p.add_argument("--max-steps-per-epoch", type=int, default=None)
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None, help="Keras fit verbosity")
+    p.add_argument(
+        "--no-export",
+        action="store_true",
+        help="save the final weights but no SavedModel (build it later with --export-only)",
+    )
+    p.add_argument(
+        "--export-only",
+        action="store_true",
+        help="build the SavedModel export(s) of the finished job in --job-dir from its final weights "
+        "(TensorFlow backend), without training",
+    )
+    p.add_argument("--list-models", action="store_true", help="list the model presets and exit")
     return p
+
+
+def list_models() -> str:
+    """One line per preset: name, aggregator + head, and the fields it sets."""
+    from trainer.models import PRESETS, preset_names
+
+    lines = []
+    for name in preset_names():
+        spec = PRESETS[name]
+        fields = {**spec.aggregator_params, **{f"head.{k}": v for k, v in spec.head_params.items()}}
+        settings = ", ".join(f"{k}={v}" for k, v in fields.items())
+        lines.append(f"{name:<16} {spec.aggregator} + {spec.head}" + (f"  ({settings})" if settings else ""))
+    return "\n".join(lines)
 
 
 def _model_choice(name: str | None, params_json: str, flag: str) -> ModelChoice | None:
@@ -206,8 +242,23 @@ def _gpu_visible() -> bool:
 
 
 # ----- the job --------------------------------------------------------------------------
-def train(config: TrainConfig, checkpoint_dir: str, environ=None, verbose=None) -> dict:
-    """Run (or resume) one training job; returns the summary also written to summary.json."""
+def train(
+    config: TrainConfig,
+    checkpoint_dir: str,
+    environ=None,
+    verbose=None,
+    export: bool = True,
+    input_workers: int | None = None,
+    callbacks=(),
+) -> dict:
+    """Run (or resume) one training job; returns the summary also written to summary.json.
+
+    `export=False`, or a backend other than TensorFlow, skips the SavedModel export
+    (`summary["export_skipped"]` says why); `export_job` builds it later. `input_workers`
+    threads read Parquet batches ahead (None: min(4, CPUs)); the batches do not depend
+    on it, so it is not part of the job's configuration. `callbacks`: more Keras callbacks
+    for each epoch's `fit`, after the job's own.
+    """
     import keras
 
     from trainer import inputs as I
@@ -216,6 +267,7 @@ def train(config: TrainConfig, checkpoint_dir: str, environ=None, verbose=None) 
     from trainer.evaluation import EvalCallback
     from trainer.labels import LabelSpace
     from trainer.normalization import feature_dim, zscore_parameters
+    from trainer.summaries import tensorboard_callback
 
     environ = os.environ if environ is None else environ
     started = time.time()
@@ -293,9 +345,8 @@ def train(config: TrainConfig, checkpoint_dir: str, environ=None, verbose=None) 
     if eval_plan is not None:
         callbacks_extra.append(EvalCallback(eval_plan, eval_fmt, config.batch_size))
     if chief:
-        callbacks_extra.append(
-            keras.callbacks.TensorBoard(storage.join(config.job_dir, "logs"), write_graph=False)
-        )
+        tensorboard = tensorboard_callback(storage.join(config.job_dir, "logs"))
+        callbacks_extra += [tensorboard] if tensorboard is not None else []
     global_step = state.global_step
     outcome = "completed"
     history = {}
@@ -318,6 +369,7 @@ def train(config: TrainConfig, checkpoint_dir: str, environ=None, verbose=None) 
             skip_batches=first_step,
             shuffle_buffer=config.shuffle_buffer,
             drop_remainder=True,
+            workers=default_input_workers() if input_workers is None else input_workers,
         )
         checkpointer = CheckpointCallback(
             manager, epoch, first_step, global_step, config.checkpoint_every, stop, steps
@@ -328,7 +380,7 @@ def train(config: TrainConfig, checkpoint_dir: str, environ=None, verbose=None) 
             epochs=epoch + 1,
             initial_epoch=epoch,
             steps_per_epoch=steps - first_step,
-            callbacks=[checkpointer, *callbacks_extra],
+            callbacks=[checkpointer, *callbacks_extra, *callbacks],
             shuffle=False,  # the input pipeline shuffles, seeded per epoch
             verbose=_verbosity(verbose),
         )
@@ -364,9 +416,19 @@ def train(config: TrainConfig, checkpoint_dir: str, environ=None, verbose=None) 
         "epoch_times": epoch_times,
     }
     if outcome == "completed" and chief:
-        summary["exports"] = _finish(config, model, plan, label_space)
+        trained = _save_final_weights(config, model, label_space)
+        skipped = _export_skipped(export, backend)
+        if skipped:
+            summary["exports"], summary["export_skipped"] = {}, skipped
+            LOG.warning("export skipped: %s", skipped)
+        else:
+            summary["exports"] = _export(config, trained, plan, label_space)
         storage.write_text(storage.join(config.job_dir, SUMMARY_NAME), json.dumps(summary, indent=2))
     return summary
+
+
+def default_input_workers() -> int:
+    return min(4, os.cpu_count() or 1)
 
 
 def _verbosity(verbose):
@@ -456,16 +518,27 @@ def load_trained(job_dir: str, job_config: TrainConfig, role: str, zscore, width
     return model
 
 
-def _finish(config: TrainConfig, model, plan, label_space) -> dict:
-    """Final weights of each trained model and the export(s); chief only."""
-    from trainer.export import export_classifier, weights_fingerprint
+def _trained_roles(mode: str) -> tuple[str, ...]:
+    """The models a job of `mode` trains (serial mode's teacher is frozen, not trained)."""
+    return (("teacher",) if mode in (TEACHER, PARALLEL) else ()) + (("student",) if mode != TEACHER else ())
+
+
+def _export_skipped(export: bool, backend: str) -> str | None:
+    """Why the job writes no SavedModel, or None when it does."""
+    later = "build it with --export-only --job-dir <this job dir> where TensorFlow is installed"
+    if not export:
+        return f"--no-export; {later}"
+    if backend != "tensorflow":
+        return f"the SavedModel export needs the TensorFlow backend (this job ran on {backend}); {later}"
+    return None
+
+
+def _save_final_weights(config: TrainConfig, model, label_space) -> dict:
+    """Final weights of each trained model, with what rebuilding it needs; chief only."""
+    from trainer.export import weights_fingerprint
     from trainer.normalization import feature_dim
 
-    trained = {}
-    if config.mode in (TEACHER, PARALLEL):
-        trained["teacher"] = model.teacher
-    if model.student is not None:
-        trained["student"] = model.student
+    trained = {role: getattr(model, role) for role in _trained_roles(config.mode)}
     for role, classifier in trained.items():
         storage.save_weights(classifier, storage.join(config.job_dir, WEIGHTS_DIR, f"{role}.weights.h5"))
         storage.write_text(
@@ -478,8 +551,16 @@ def _finish(config: TrainConfig, model, plan, label_space) -> dict:
                 }
             ),
         )
+    return trained
+
+
+def _export(config: TrainConfig, trained: dict, plan, label_space, job_dir: str | None = None) -> dict:
+    """The SavedModel export(s) of the trained models into `job_dir` (default: the
+    config's): {role: export dir}; chief only."""
+    from trainer.export import export_classifier, weights_fingerprint
+
     exports = {}
-    targets = [("student", EXPORT_DIR)] if model.student is not None else [("teacher", EXPORT_DIR)]
+    targets = [("student", EXPORT_DIR)] if "student" in trained else [("teacher", EXPORT_DIR)]
     if config.mode == PARALLEL:
         targets.append(("teacher", TEACHER_EXPORT_DIR))
     for role, directory in targets:
@@ -517,9 +598,61 @@ def _finish(config: TrainConfig, model, plan, label_space) -> dict:
         }
         if role == "student" and config.mode == SERIAL:
             metadata["teacher"] = {"job_dir": config.teacher_dir, "targets": config.targets}
-        path = storage.join(config.job_dir, directory)
+        path = storage.join(job_dir or config.job_dir, directory)
         export_classifier(trained[role], path, metadata)
         exports[role] = path
+    return exports
+
+
+def export_job(job_dir: str) -> dict:
+    """`--export-only`: build the export(s) of the finished job in `job_dir` from its final
+    weights, e.g. after training on JAX or PyTorch; returns {role: export dir}.
+
+    The models are rebuilt from the job's `config.json` and `weights/`, and the export's
+    metadata from its training dataset's manifest, which must still be readable.
+    """
+    import keras
+
+    from trainer import inputs as I
+    from trainer.labels import LabelSpace
+    from trainer.normalization import zscore_parameters
+
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise UsageError(
+            "--export-only writes a TensorFlow SavedModel: run it with KERAS_BACKEND=tensorflow, "
+            f"not {backend}"
+        )
+    config_path = storage.join(job_dir, CONFIG_NAME)
+    if not storage.exists(config_path):
+        raise UsageError(f"--job-dir {job_dir} has no {CONFIG_NAME}: not a training job dir")
+    config = TrainConfig.from_json(storage.read_text(config_path))
+    roles = _trained_roles(config.mode)
+    weights = {role: storage.join(job_dir, WEIGHTS_DIR, f"{role}.weights.h5") for role in roles}
+    unfinished = [role for role, path in weights.items() if not storage.exists(path)]
+    if unfinished:
+        raise UsageError(
+            f"--job-dir {job_dir} has no final weights of its {' and '.join(unfinished)} "
+            f"({WEIGHTS_DIR}/<role>.weights.h5): the job has not finished training"
+        )
+    _, manifest = I.load_layout(config.train)
+    label_space = LabelSpace.build(config.label_space, manifest.get("num_classes", 0), config.vocabulary)
+    view = config.student_view
+    plan = I.plan_inputs(
+        config.train, config.mode, view, config.features, label_space, targets=config.targets is not None
+    )
+    zscore = zscore_parameters(plan.dataset_dir, plan.manifest)
+    widths = {
+        "teacher": 1 if plan.video_level else F.MAX_FRAMES,
+        "student": 1 if plan.video_level else view.max_selected,
+    }
+    trained = {role: load_trained(job_dir, config, role, zscore, widths[role]) for role in roles}
+    exports = _export(config, trained, plan, label_space, job_dir)
+    summary_path = storage.join(job_dir, SUMMARY_NAME)
+    if storage.exists(summary_path):
+        summary = json.loads(storage.read_text(summary_path))
+        summary.pop("export_skipped", None)
+        storage.write_text(summary_path, json.dumps({**summary, "exports": exports}, indent=2))
     return exports
 
 
@@ -529,15 +662,30 @@ def train_from_argv(argv: list[str], environ=None, verbose: int | None = None) -
     `environ` supplies AIP_MODEL_DIR / AIP_CHECKPOINT_DIR / TF_CONFIG (none by default, so
     a library caller is not steered by its own environment); `verbose` overrides --verbose.
     """
-    args = build_parser().parse_args(argv)
+    return _train_from_args(build_parser().parse_args(argv), environ, verbose)
+
+
+def _train_from_args(args, environ=None, verbose: int | None = None) -> dict:
     config, checkpoint_dir = config_from_args(args, {} if environ is None else environ)
-    return train(config, checkpoint_dir, verbose=args.verbose if verbose is None else verbose)
+    verbose = args.verbose if verbose is None else verbose
+    return train(
+        config, checkpoint_dir, verbose=verbose, export=not args.no_export, input_workers=args.input_workers
+    )
 
 
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.list_models:
+        print(list_models())
+        return 0
     try:
-        summary = train_from_argv(sys.argv[1:] if argv is None else argv, os.environ)
+        if args.export_only:
+            job_dir, _ = job_dirs(args.job_dir, os.environ)
+            for role, path in export_job(job_dir).items():
+                print(f"exported the {role}: {path}")
+            return 0
+        summary = _train_from_args(args, os.environ)
     except ValueError as error:  # UsageError, InputMismatch and config errors: one line
         print(f"fewframes train: error: {error}", file=sys.stderr)
         return 2
