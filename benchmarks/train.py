@@ -36,7 +36,7 @@ throughput: training examples/s through the real entry point (`trainer.task`) on
   runs on a JAX or PyTorch GPU machine; --repeat K lists each Parquet file K times (a
   dataset of K x the videos without K x the bytes on disk), for machines that can only
   be sent a small dataset. The input alone (Parquet -> numpy batches, no model) is timed
-  too, since the Parquet path is a Python generator that feeds the model synchronously.
+  too, for each --input-workers setting, to tell an input-bound job from a model-bound one.
 
 Each part prints Markdown tables for RESULTS.md and writes JSON under --workdir.
 """
@@ -1064,7 +1064,7 @@ def throughput(args) -> None:
     sampler = GpuSampler()
     try:
         for pair, _, teacher, student in _pairs(args.pairs):
-            for mode, workers in itertools.product(("teacher", "student", "parallel"), worker_settings):
+            for mode, workers in itertools.product(args.modes.split(","), worker_settings):
                 row = _throughput_job(args, dataset, root, (pair, teacher, student), mode, workers, sampler)
                 results["jobs"].append(row)
                 _write_json(os.path.join(root, "results.json"), results)
@@ -1267,6 +1267,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--input-workers", default="0,4", help="comma-separated --input-workers settings to compare"
     )
+    t.add_argument("--modes", default="teacher,student,parallel", help="the jobs to run for each pair")
 
     sub.add_parser("all", help="quality, speed, e2e and real with their defaults")
     for p in (q, s, e, r, t):

@@ -21,6 +21,7 @@ and continue with exactly the data it would have seen.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import numpy as np
@@ -291,9 +292,9 @@ def numpy_batches(
 ):
     """Yield `(x, y)` numpy batches read from Parquet (pyarrow only, no TensorFlow).
 
-    `workers` > 0 reads and assembles batches on background threads (decoding, padding
-    and the view cut are numpy and pyarrow work that releases the GIL), up to `workers`
-    batches ahead of the consumer, so a training step overlaps the next batches' input;
+    `workers` > 0 reads and decompresses the next Parquet row groups, and assembles
+    batches, on background threads (pyarrow and numpy work that releases the GIL), up
+    to `workers` row groups and batches ahead, so a training step overlaps the input;
     the batches are the same, in the same order, as with `workers=0`. A batch's random
     view depends only on (seed, epoch, batch index), so a run resumed mid-epoch cuts the
     same views as one that was not interrupted.
@@ -302,13 +303,22 @@ def numpy_batches(
     rng = np.random.default_rng(_epoch_seed(seed, epoch) + 1)
     columns = plan.columns()
 
-    def rows():
+    def row_groups():
+        """(path, row group) of every row group, in file order."""
         for path in files:
-            try:
-                for record_batch in pq.ParquetFile(path).iter_batches(batch_size=256, columns=columns):
-                    yield from plan.layout.rows_from_table(pa.Table.from_batches([record_batch]), columns)
-            except (pa.ArrowException, OSError) as error:
-                raise UnreadableInput(f"cannot read {path}: {error}") from error
+            with _naming(path):
+                count = pq.ParquetFile(path).metadata.num_row_groups
+            yield from ((path, index) for index in range(count))
+
+    def read(path: str, index: int) -> pa.Table:
+        with _naming(path):
+            return pq.ParquetFile(path).read_row_group(index, columns=columns, use_threads=False)
+
+    def rows():
+        # With workers, row groups are read and decompressed ahead on threads, in order.
+        tables = _ahead(row_groups(), read, workers) if workers > 0 else (read(*g) for g in row_groups())
+        for table in tables:
+            yield from plan.layout.rows_from_table(table, columns)
 
     def shuffled(source):
         if not shuffle:
@@ -348,6 +358,15 @@ def numpy_batches(
             yield assemble(batch_index, batch)
         return
     yield from _ahead(batch_rows(), assemble, workers)
+
+
+@contextlib.contextmanager
+def _naming(path: str):
+    """Arrow's errors for a damaged file do not say which file: `UnreadableInput` does."""
+    try:
+        yield
+    except (pa.ArrowException, OSError) as error:
+        raise UnreadableInput(f"cannot read {path}: {error}") from error
 
 
 def _ahead(jobs, assemble, workers: int):
