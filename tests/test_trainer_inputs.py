@@ -96,17 +96,22 @@ def test_input_workers_give_the_same_batches_and_random_views_resume_exactly(tin
 
 
 def test_a_consumer_that_stops_early_ends_the_input_threads(tiny_frame_dataset):
+    import gc
     import threading
 
     plan = I.plan_inputs(str(tiny_frame_dataset), TEACHER, View.parse("every_n:4"), F.FRAME_FEATURES, LABELS)
     before = {t for t in threading.enumerate() if t.name.startswith("fewframes-input")}
-    batches = I.numpy_batches(plan, 4, workers=2)
-    next(batches)
-    batches.close()  # what fit does to an iterator it stops reading after steps_per_epoch
-    for thread in threading.enumerate():
-        if thread.name.startswith("fewframes-input") and thread not in before:
-            thread.join(timeout=10)
-            assert not thread.is_alive(), thread.name
+    gc.disable()  # the threads must end on close, not whenever a collection finds a cycle
+    try:
+        batches = I.numpy_batches(plan, 4, workers=2)
+        next(batches)
+        batches.close()  # what fit does to an iterator it stops reading after steps_per_epoch
+        for thread in threading.enumerate():
+            if thread.name.startswith("fewframes-input") and thread not in before:
+                thread.join(timeout=10)
+                assert not thread.is_alive(), thread.name
+    finally:
+        gc.enable()
 
 
 @pytest.mark.parametrize("workers", [0, 2])

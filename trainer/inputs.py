@@ -317,8 +317,11 @@ def numpy_batches(
     def rows():
         # With workers, row groups are read and decompressed ahead on threads, in order.
         tables = _ahead(row_groups(), read, workers) if workers > 0 else (read(*g) for g in row_groups())
-        for table in tables:
-            yield from plan.layout.rows_from_table(table, columns)
+        try:
+            for table in tables:
+                yield from plan.layout.rows_from_table(table, columns)
+        finally:  # ends the read-ahead threads now, not when the garbage collector gets to them
+            tables.close()
 
     def shuffled(source):
         if not shuffle:
@@ -402,6 +405,10 @@ def _ahead(jobs, assemble, workers: int):
             failed = concurrent.futures.Future()
             failed.set_exception(error)
             put(failed)
+        finally:  # a generator of jobs may hold threads of its own (nested read-ahead)
+            close = getattr(jobs, "close", None)
+            if close is not None:
+                close()
 
     reader = threading.Thread(target=feed, name="fewframes-input-reader", daemon=True)
     reader.start()
