@@ -304,19 +304,20 @@ def numpy_batches(
     columns = plan.columns()
 
     def row_groups():
-        """(path, row group) of every row group, in file order."""
+        """(path, its footer, row group) of every row group, in file order."""
         for path in files:
             with _naming(path):
-                count = pq.ParquetFile(path).metadata.num_row_groups
-            yield from ((path, index) for index in range(count))
+                metadata = pq.ParquetFile(path).metadata
+            yield from ((path, metadata, index) for index in range(metadata.num_row_groups))
 
-    def read(path: str, index: int) -> pa.Table:
-        with _naming(path):
-            return pq.ParquetFile(path).read_row_group(index, columns=columns, use_threads=False)
+    def read(path: str, metadata, index: int) -> pa.Table:
+        with _naming(path):  # the footer read once per file, not once per row group
+            parquet = pq.ParquetFile(path, metadata=metadata)
+            return parquet.read_row_group(index, columns=columns, use_threads=False)
 
     def rows():
         # With workers, row groups are read and decompressed ahead on threads, in order.
-        tables = _ahead(row_groups(), read, workers) if workers > 0 else (read(*g) for g in row_groups())
+        tables = _ahead(row_groups(), read, workers)
         try:
             for table in tables:
                 yield from plan.layout.rows_from_table(table, columns)
@@ -356,10 +357,6 @@ def numpy_batches(
         view_rng = np.random.default_rng([_epoch_seed(seed, epoch), 2, batch_index])
         return _numpy_batch(plan, batch, view_rng, with_ids)
 
-    if workers <= 0:
-        for batch_index, batch in batch_rows():
-            yield assemble(batch_index, batch)
-        return
     yield from _ahead(batch_rows(), assemble, workers)
 
 
@@ -375,10 +372,19 @@ def _naming(path: str):
 def _ahead(jobs, assemble, workers: int):
     """`assemble(*job)` for each job of the iterator `jobs`, in order, computed on `workers`
     threads while the consumer works; a reader thread feeds them. At most `workers`
-    batches wait ahead, so memory stays bounded; an error is raised at its batch."""
+    batches wait ahead, so memory stays bounded; an error is raised at its batch.
+    With `workers` <= 0, each job is assembled in the consumer's thread when asked for."""
     import concurrent.futures
     import queue
     import threading
+
+    if workers <= 0:
+        try:
+            for job in jobs:
+                yield assemble(*job)
+        finally:
+            _close(jobs)
+        return
 
     pending = queue.Queue(maxsize=workers)
     stop = threading.Event()
@@ -406,9 +412,7 @@ def _ahead(jobs, assemble, workers: int):
             failed.set_exception(error)
             put(failed)
         finally:  # a generator of jobs may hold threads of its own (nested read-ahead)
-            close = getattr(jobs, "close", None)
-            if close is not None:
-                close()
+            _close(jobs)
 
     reader = threading.Thread(target=feed, name="fewframes-input-reader", daemon=True)
     reader.start()
@@ -426,6 +430,12 @@ def _ahead(jobs, assemble, workers: int):
             except queue.Empty:
                 break
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _close(iterator) -> None:
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        close()
 
 
 def _numpy_batch(plan: InputPlan, rows: list[dict], rng, with_ids: bool):
