@@ -265,7 +265,6 @@ def train(
     from trainer.checkpoints import CheckpointCallback, CheckpointManager, StopRequest
     from trainer.distill import DistillationModel, FramesClassifier
     from trainer.evaluation import EvalCallback
-    from trainer.labels import LabelSpace
     from trainer.normalization import feature_dim, zscore_parameters
     from trainer.summaries import tensorboard_callback
 
@@ -278,15 +277,14 @@ def train(
     train_layout, train_manifest = I.load_layout(config.train)
     teacher_config = _read_teacher_config(config) if config.teacher_dir else None
     features = config.features
-    num_entities = train_manifest.get("num_classes", 0)
-    label_space = LabelSpace.build(config.label_space, num_entities, config.vocabulary)
+    label_space = _label_space(config, train_manifest)
     if teacher_config is not None:
         _check_teacher_matches(config, teacher_config)
         if config.targets:
             _check_targets_teacher(config, train_manifest)
     view = config.student_view
     offline = config.targets is not None
-    plan = I.plan_inputs(config.train, config.mode, view, features, label_space, targets=offline)
+    plan = _train_plan(config, label_space)
     eval_plan = None
     if config.eval:
         eval_mode = STUDENT if offline else config.mode  # no teacher to evaluate offline
@@ -306,8 +304,7 @@ def train(
     strategy = choose_strategy(environ)
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     input_dim = feature_dim(features)
-    student_width = 1 if plan.video_level else view.max_selected
-    teacher_width = 1 if plan.video_level else F.MAX_FRAMES
+    widths = _model_widths(plan, view)
     with scope:
         keras.utils.set_random_seed(config.seed)
         teacher = student = None
@@ -315,12 +312,12 @@ def train(
         # as a teacher-only run with the same seed.
         if config.mode in (TEACHER, PARALLEL):
             teacher = FramesClassifier(config.teacher.spec(), label_space.num_classes, input_dim, zscore)
-            teacher.build_on(teacher_width)
+            teacher.build_on(widths["teacher"])
         elif config.mode == SERIAL and not offline:
-            teacher = load_trained(config.teacher_dir, teacher_config, "teacher", zscore, teacher_width)
+            teacher = load_trained(config.teacher_dir, teacher_config, "teacher", zscore, widths["teacher"])
         if config.mode != TEACHER:
             student = FramesClassifier(config.student.spec(), label_space.num_classes, input_dim, zscore)
-            student.build_on(student_width)
+            student.build_on(widths["student"])
         projection_dim = targets_dims = None
         if offline:
             targets_dims = (train_layout.num_classes, train_layout.representation_dim)
@@ -329,7 +326,7 @@ def train(
             s_dim = student.representation_dim
             projection_dim = t_dim if t_dim != s_dim else None
         model = DistillationModel(config.mode, teacher, student, config.loss, projection_dim, targets_dims)
-        model.build_on(student_width)
+        model.build_on(widths["student"])
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clipnorm))
 
     manager = CheckpointManager(checkpoint_dir, writer=chief)
@@ -425,6 +422,31 @@ def train(
             summary["exports"] = _export(config, trained, plan, label_space)
         storage.write_text(storage.join(config.job_dir, SUMMARY_NAME), json.dumps(summary, indent=2))
     return summary
+
+
+def _label_space(config: TrainConfig, train_manifest: dict):
+    from trainer.labels import LabelSpace
+
+    return LabelSpace.build(config.label_space, train_manifest.get("num_classes", 0), config.vocabulary)
+
+
+def _train_plan(config: TrainConfig, label_space):
+    """The training data's input plan; the same in training and in `export_job`."""
+    from trainer import inputs as I
+
+    targets = config.targets is not None
+    return I.plan_inputs(
+        config.train, config.mode, config.student_view, config.features, label_space, targets=targets
+    )
+
+
+def _model_widths(plan, view) -> dict:
+    """Frames each role's model is built on: every frame for the teacher, the view's most
+    for the student, one for video-level data."""
+    return {
+        "teacher": 1 if plan.video_level else F.MAX_FRAMES,
+        "student": 1 if plan.video_level else view.max_selected,
+    }
 
 
 def default_input_workers() -> int:
@@ -614,7 +636,6 @@ def export_job(job_dir: str) -> dict:
     import keras
 
     from trainer import inputs as I
-    from trainer.labels import LabelSpace
     from trainer.normalization import zscore_parameters
 
     backend = keras.backend.backend()
@@ -636,16 +657,10 @@ def export_job(job_dir: str) -> dict:
             f"({WEIGHTS_DIR}/<role>.weights.h5): the job has not finished training"
         )
     _, manifest = I.load_layout(config.train)
-    label_space = LabelSpace.build(config.label_space, manifest.get("num_classes", 0), config.vocabulary)
-    view = config.student_view
-    plan = I.plan_inputs(
-        config.train, config.mode, view, config.features, label_space, targets=config.targets is not None
-    )
+    label_space = _label_space(config, manifest)
+    plan = _train_plan(config, label_space)
     zscore = zscore_parameters(plan.dataset_dir, plan.manifest)
-    widths = {
-        "teacher": 1 if plan.video_level else F.MAX_FRAMES,
-        "student": 1 if plan.video_level else view.max_selected,
-    }
+    widths = _model_widths(plan, config.student_view)
     trained = {role: load_trained(job_dir, config, role, zscore, widths[role]) for role in roles}
     exports = _export(config, trained, plan, label_space, job_dir)
     summary_path = storage.join(job_dir, SUMMARY_NAME)
