@@ -1031,7 +1031,6 @@ def _input_rate(dataset: str, mode: str, batch_size: int, workers: int) -> dict:
 
 
 def throughput(args) -> None:
-
     root = os.path.join(args.workdir, "throughput")
     os.makedirs(root, exist_ok=True)
     if args.data:
@@ -1088,35 +1087,31 @@ def throughput(args) -> None:
     print(throughput_report(args, results))
 
 
-class StepTimes:
-    """Wall-clock end of every training batch, per epoch (a Keras callback)."""
+def _step_times():
+    """A Keras callback noting the wall-clock end of every training batch, per epoch."""
+    import keras
 
-    @staticmethod
-    def callback():
-        import keras
+    class StepTimes(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.epochs = []  # per epoch: [epoch start, end of batch 0, end of batch 1, ...]
 
-        class _StepTimes(keras.callbacks.Callback):
-            def __init__(self):
-                super().__init__()
-                self.epochs = []  # per epoch: [epoch start, end of batch 0, end of batch 1, ...]
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epochs.append([time.perf_counter()])
 
-            def on_epoch_begin(self, epoch, logs=None):
-                self.epochs.append([time.perf_counter()])
+        def on_train_batch_end(self, batch, logs=None):
+            self.epochs[-1].append(time.perf_counter())
 
-            def on_train_batch_end(self, batch, logs=None):
-                self.epochs[-1].append(time.perf_counter())
-
-        return _StepTimes()
+    return StepTimes()
 
 
-def _steady_steps(epochs: list[list[float]]) -> tuple[int, float, float, float]:
-    """(steps, seconds, start, end) over the steady batches: every batch after the first
+def _steady_steps(epochs: list[list[float]]) -> tuple[list[float], float, float]:
+    """(step durations, start, end) over the steady batches: every batch after the first
     of each epoch (the first compiles or waits for the input to start), and no epoch-end
     work (checkpoints); epoch 1 is left out when there are later ones."""
     kept = epochs[1:] or epochs
-    steps = sum(len(times) - 2 for times in kept)
-    seconds = sum(times[-1] - times[1] for times in kept)
-    return steps, seconds, kept[0][1], kept[-1][-1]
+    durations = [b - a for times in kept for a, b in itertools.pairwise(times[1:])]
+    return durations, kept[0][1], kept[-1][-1]
 
 
 def _throughput_job(
@@ -1139,7 +1134,7 @@ def _throughput_job(
     if mode != "teacher":
         argv += ["--student", student, "--view", THROUGHPUT_VIEW]
     config, checkpoint_dir = task.config_from_args(task.build_parser().parse_args(argv), {})
-    timer = StepTimes.callback()
+    timer = _step_times()
     with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
         summary = task.train(
             config, checkpoint_dir, verbose=0, export=False, input_workers=workers, callbacks=[timer]
@@ -1148,15 +1143,12 @@ def _throughput_job(
     epochs = summary["epoch_times"]
     steady = epochs[1:] or epochs  # the first epoch compiles
     steady_seconds = sum(e["seconds"] for e in steady)
-    steps, step_seconds, start, end = _steady_steps(timer.epochs)
+    durations, start, end = _steady_steps(timer.epochs)
     clock_offset = time.time() - time.perf_counter()  # the sampler stamps with time.time()
     return {
-        "steady_steps": steps,
-        "step_examples_per_second": steps * args.batch_size / step_seconds,
-        "median_step_ms": 1000
-        * statistics.median(
-            b - a for times in timer.epochs[1:] or timer.epochs for a, b in itertools.pairwise(times[1:])
-        ),
+        "steady_steps": len(durations),
+        "step_examples_per_second": len(durations) * args.batch_size / sum(durations),
+        "median_step_ms": 1000 * statistics.median(durations),
         "pair": name,
         "mode": mode,
         "input_workers": workers,

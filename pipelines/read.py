@@ -14,20 +14,24 @@ from pipelines import failures
 from pipelines.tfrecord_io import Damage, iter_frames
 
 _LOG = logging.getLogger("pipelines.read")  # not "__main__" under `python -m`
+METRICS_NAMESPACE = "read"
+# Distributions of wall-clock milliseconds; `reading_span` merges them.
+OPENED_AT_MS = "shard_opened_at_ms"
+FINISHED_AT_MS = "shard_finished_at_ms"
 
 
 class ReadShardRecords(beam.DoFn):
     """Yields `(source, index, offset, data)` per whole record; damage goes to `failed`."""
 
     def __init__(self):
-        self._records = Metrics.counter("read", "records")
-        self._damaged = Metrics.counter("read", "damaged_frames")
-        self._shards = Metrics.counter("read", "shards")
-        self._bytes = Metrics.counter("read", "bytes")
+        self._records = Metrics.counter(METRICS_NAMESPACE, "records")
+        self._damaged = Metrics.counter(METRICS_NAMESPACE, "damaged_frames")
+        self._shards = Metrics.counter(METRICS_NAMESPACE, "shards")
+        self._bytes = Metrics.counter(METRICS_NAMESPACE, "bytes")
         # Wall-clock milliseconds; their min and max over all workers give the span in
         # which shards were read, which leaves out process and worker start-up.
-        self._opened_at = Metrics.distribution("read", "shard_opened_at_ms")
-        self._finished_at = Metrics.distribution("read", "shard_finished_at_ms")
+        self._opened_at = Metrics.distribution(METRICS_NAMESPACE, OPENED_AT_MS)
+        self._finished_at = Metrics.distribution(METRICS_NAMESPACE, FINISHED_AT_MS)
 
     def process(self, readable_file: fileio.ReadableFile):
         path = readable_file.metadata.path
@@ -108,9 +112,9 @@ def reading_span(metrics: dict) -> dict | None:
     opened, finished = [], []
     for distribution in metrics.get("distributions", []):
         name = distribution.key.metric
-        if name.namespace == "read" and name.name == "shard_opened_at_ms":
+        if name.namespace == METRICS_NAMESPACE and name.name == OPENED_AT_MS:
             opened.append(distribution.committed)
-        elif name.namespace == "read" and name.name == "shard_finished_at_ms":
+        elif name.namespace == METRICS_NAMESPACE and name.name == FINISHED_AT_MS:
             finished.append(distribution.committed)
     opened = [d for d in opened if d is not None and d.count]
     finished = [d for d in finished if d is not None and d.count]
