@@ -1,11 +1,14 @@
 """Parsing and validating raw YouTube-8M records in batches with TF ops.
 
-A batch of serialized records is parsed by one `tf.io.parse_sequence_example` (or
-`parse_example`) call; the student view is gathered from the frame strings before
-anything is decoded, and decoding is one `decode_raw` per batch followed by a
-256-entry table lookup. Validation is vectorised over the parsed batch. A batch that
-TF cannot parse at all (one record is not a protobuf, a feature has the wrong type)
-is re-parsed record by record so that only the bad record fails.
+A frame-level batch whose records are all laid out canonically (`pipelines.wire`; every
+standard writer's output) is read with numpy: the kept frames are sliced out of the
+record bytes and only the small contexts go through one `tf.io.parse_example` call.
+Any other batch is parsed by one traced `tf.io.parse_sequence_example` graph, which
+gathers the student view from the frame strings before anything is decoded and finds
+wrong-length frames; both give the same outputs, and validation, vectorised over the
+batch, is the same code after them. Video-level batches are one `parse_example` call.
+A batch that TF cannot parse at all (one record is not a protobuf, a feature has the
+wrong type) is re-parsed record by record so that only the bad record fails.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import re
 
 import numpy as np
 
-from pipelines import failures
+from pipelines import failures, wire
 from schemas import features as F
 from schemas import raw
 from schemas.quantization import store_frames
@@ -87,11 +90,22 @@ def _check_labels(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return labels.astype(np.int32)
 
 
-def _explain_no_frames(data: bytes) -> str:
-    """Why a frame-level parse found no frames (only runs for failing records)."""
+def _strict_parse(data: bytes):
+    """The record as a `tf.train.SequenceExample`, or None where protobuf refuses it (TF's
+    parse ops are more lenient, so a record they read may still get here)."""
     import tensorflow as tf
 
-    record = tf.train.SequenceExample.FromString(data)
+    try:
+        return tf.train.SequenceExample.FromString(data)
+    except Exception:  # protobuf's DecodeError is not importable portably
+        return None
+
+
+def _explain_no_frames(data: bytes) -> str:
+    """Why a frame-level parse found no frames (only runs for failing records)."""
+    record = _strict_parse(data)
+    if record is None:
+        return "no frames found, and the record is not a well-formed SequenceExample"
     if F.MEAN_RGB in record.context.feature:
         return f"record is video level (has '{F.MEAN_RGB}') but the input is frame level"
     if F.RGB not in record.feature_lists.feature_list:
@@ -99,17 +113,34 @@ def _explain_no_frames(data: bytes) -> str:
     return "video has zero frames"
 
 
+def _context_outputs(context: dict) -> dict:
+    """Ids and context lists as (values, record numbers), from a TF parse of contexts."""
+    out = {F.ID: context[F.ID], F.LEGACY_ID: context[F.LEGACY_ID]}
+    for name in (F.LABELS, *F.SEGMENT_FIELDS):
+        out[name], out[name + _ROWS] = context[name].values, context[name].indices[:, 0]
+    return out
+
+
 class RecordParser:
     """Turns batches of `(source, index, offset, bytes)` into dataset rows and failures."""
 
-    def __init__(self, config: ParseConfig):
+    def __init__(self, config: ParseConfig, read_canonical: bool = True):
+        """`read_canonical=False` sends every frame-level batch through the TF graph
+        (tests compare the two paths)."""
         import tensorflow as tf
 
         self._tf = tf
         self.config = config
         self._context_spec = raw.context_parse_spec(config.kind)
         self._sequence_spec = raw.sequence_parse_spec()
-        self._frame_graph = self._build_frame_graph() if config.kind == F.FRAME_LEVEL else None
+        frame_level = config.kind == F.FRAME_LEVEL
+        self._frame_graph = self._build_frame_graph() if frame_level else None
+        self._context_graph = self._build_context_graph() if frame_level and read_canonical else None
+        # What a TF parse op raises for a record it cannot read: InvalidArgumentError, or
+        # UnicodeDecodeError where the message quotes bytes that are not UTF-8.
+        self._parse_errors = (tf.errors.InvalidArgumentError, UnicodeDecodeError)
+        # Frame-level batches read each way, for the job's counters and for tests.
+        self.canonical_batches = self.graph_batches = 0
 
     # ----- batch entry point ---------------------------------------------------------
     def parse_batch(self, records: list[tuple]) -> tuple[list[dict], list[dict]]:
@@ -117,15 +148,14 @@ class RecordParser:
             return [], []
         try:
             return self._parse_valid_protos(records)
-        except self._tf.errors.InvalidArgumentError:
+        except self._parse_errors:
             if len(records) == 1:
-                source, index, offset, _ = records[0]
                 return [], [self._parse_failure(records[0])]
         rows, failed = [], []
         for record in records:
             try:
                 more_rows, more_failed = self._parse_valid_protos([record])
-            except self._tf.errors.InvalidArgumentError:
+            except self._parse_errors:
                 more_rows, more_failed = [], [self._parse_failure(record)]
             rows += more_rows
             failed += more_failed
@@ -138,6 +168,8 @@ class RecordParser:
             reason = "unparseable record"
         except self._tf.errors.InvalidArgumentError as error:
             reason = _first_line(error)
+        except UnicodeDecodeError:
+            reason = "unparseable record (TF's message about it is not text)"
         return failures.failure(source, index, offset, failures.STAGE_PARSE, f"cannot parse record: {reason}")
 
     def _parse_valid_protos(self, records):
@@ -198,8 +230,8 @@ class RecordParser:
         return rows, failed
 
     def _explain_missing_mean(self, data: bytes, name: str) -> str:
-        record = self._tf.train.SequenceExample.FromString(data)
-        if F.RGB in record.feature_lists.feature_list:
+        record = _strict_parse(data)
+        if record is not None and F.RGB in record.feature_lists.feature_list:
             return f"record is frame level (has feature list '{F.RGB}') but the input is video level"
         return f"'{name}' is missing"
 
@@ -207,8 +239,13 @@ class RecordParser:
     def _frame_level(self, records):
         config = self.config
         size = len(records)
-        outputs = self._frame_graph(self._tf.constant([r[3] for r in records]))
-        parsed = {name: value.numpy() for name, value in outputs.items()}
+        parsed = self._read_canonical(records) if self._context_graph is not None else None
+        if parsed is None:
+            outputs = self._frame_graph(self._tf.constant([r[3] for r in records]))
+            parsed = {name: value.numpy() for name, value in outputs.items()}
+            self.graph_batches += 1
+        else:
+            self.canonical_batches += 1
         segments = (
             {name: _split_rows(parsed[name], parsed[name + _ROWS], size) for name in F.SEGMENT_FIELDS}
             if config.segments
@@ -263,9 +300,7 @@ class RecordParser:
             context, sequences, lengths = tf.io.parse_sequence_example(
                 serialized, context_features=context_spec, sequence_features=sequence_spec
             )
-            out = {F.ID: context[F.ID], F.LEGACY_ID: context[F.LEGACY_ID]}
-            for name in (F.LABELS, *F.SEGMENT_FIELDS):
-                out[name], out[name + _ROWS] = context[name].values, context[name].indices[:, 0]
+            out = _context_outputs(context)
             for feature in F.FRAME_FEATURES:
                 frames, dim = sequences[feature], F.FEATURE_DIMS[feature]
                 count = tf.cast(lengths[feature], tf.int32)
@@ -287,6 +322,51 @@ class RecordParser:
         # No tensor-dependent Python control flow here, so no autograph: its source
         # rewrite made up ~2/3 of the trace each parse worker pays at start-up.
         return tf.function(parse, autograph=False, input_signature=[tf.TensorSpec([None], tf.string)])
+
+    def _build_context_graph(self):
+        """Contexts serialized as `Example`s -> the frame graph's context outputs."""
+        tf, spec = self._tf, self._context_spec
+
+        def parse(examples):
+            return _context_outputs(tf.io.parse_example(examples, spec))
+
+        return tf.function(parse, autograph=False, input_signature=[tf.TensorSpec([None], tf.string)])
+
+    def _read_canonical(self, records) -> dict | None:
+        """The frame graph's outputs for a batch read by `pipelines.wire`, or None when a
+        record is not canonical or a context does not parse: then the graph reads the
+        batch, and its errors and validation say what is wrong."""
+        tf = self._tf
+        split = []
+        for record in records:
+            canonical = wire.split_frame_record(record[3])
+            if canonical is None:
+                return None
+            split.append(canonical)
+        try:
+            outputs = self._context_graph(tf.constant([c.context_example for c in split]))
+        except self._parse_errors:
+            return None
+        parsed = {name: value.numpy() for name, value in outputs.items()}
+        view, size = self.config.view, len(split)
+        for feature, dim in F.FEATURE_DIMS.items():
+            frames = [c.frames[feature] for c in split]
+            counts = np.array([len(f) for f in frames], dtype=np.int32)
+            kept = np.zeros((size, view.max_selected, dim), dtype=np.uint8)
+            for i, video in enumerate(frames):
+                indices = view.frame_indices(len(video))
+                kept[i, : len(indices)] = video[indices]
+            parsed[feature] = kept
+            parsed[feature + _COUNT] = counts
+            parsed[feature + _WRONG_FRAME] = np.full(size, -1, dtype=np.int32)  # checked by wire
+            parsed[feature + _WRONG_SIZE] = np.full(size, dim, dtype=np.int32)
+            if self.config.teacher_view:
+                full = np.zeros((size, min(int(counts.max()), F.MAX_FRAMES), dim), dtype=np.uint8)
+                for i, video in enumerate(frames):
+                    capped = video[: F.MAX_FRAMES]
+                    full[i, : len(capped)] = capped
+                parsed[F.full_view_column(feature)] = full
+        return parsed
 
     def _segments(self, segments: dict, i: int, num_frames: int) -> dict:
         starts, ends = segments[F.SEGMENT_START_TIMES][i], segments[F.SEGMENT_END_TIMES][i]

@@ -53,14 +53,21 @@ class _ParseBatches(beam.DoFn):
         self._parser = None
         self._rows = beam.metrics.Metrics.counter("parse", "rows")
         self._failed = beam.metrics.Metrics.counter("parse", "failed")
+        # Frame-level batches read from their bytes (`pipelines.wire`) or by the TF graph.
+        self._canonical = beam.metrics.Metrics.counter("parse", "canonical_batches")
+        self._graph = beam.metrics.Metrics.counter("parse", "graph_batches")
 
     def setup(self):
         self._parser = RecordParser(self._config)
 
     def process(self, batch):
-        rows, failed = self._parser.parse_batch(batch)
+        parser = self._parser
+        canonical, graph = parser.canonical_batches, parser.graph_batches
+        rows, failed = parser.parse_batch(batch)
         self._rows.inc(len(rows))
         self._failed.inc(len(failed))
+        self._canonical.inc(parser.canonical_batches - canonical)
+        self._graph.inc(parser.graph_batches - graph)
         for row in rows:
             yield VideoRow(row)
         for record in failed:

@@ -69,9 +69,54 @@ def test_uint8_storage_keeps_the_quantized_codes():
     assert row[F.RGB].dtype == np.uint8 and np.array_equal(row[F.RGB], rgb[[0, 2, 4]])
 
 
+def _assert_same_rows(rows, other_rows):
+    assert len(rows) == len(other_rows)
+    for row, other in zip(rows, other_rows, strict=True):
+        assert row.keys() == other.keys()
+        for name, value in row.items():
+            value, other_value = np.asarray(value), np.asarray(other[name])
+            assert value.dtype == other_value.dtype and np.array_equal(value, other_value), name
+
+
+def _parse_both_ways(config, records, parsers=None):
+    """Parse with the canonical numpy path allowed and with the TF graph only; the
+    results must be the same. Returns them and the parser that may read canonically.
+    `parsers` (that pair, made once) saves tracing their graphs again."""
+    parser, graph_parser = parsers or (RecordParser(config), RecordParser(config, read_canonical=False))
+    rows, failed = parser.parse_batch(records)
+    if config.kind == F.FRAME_LEVEL:
+        graph_rows, graph_failed = graph_parser.parse_batch(records)
+        _assert_same_rows(rows, graph_rows)
+        assert failed == graph_failed
+    return rows, failed, parser
+
+
+def test_canonical_records_are_read_without_the_parse_graph():
+    config = ParseConfig(
+        F.FRAME_LEVEL, 10, View.parse("uniform:3"), "float16", teacher_view=True, segments=True
+    )
+    segments = {
+        F.SEGMENT_START_TIMES: [0],
+        F.SEGMENT_END_TIMES: [5],
+        F.SEGMENT_LABELS: [1],
+        F.SEGMENT_SCORES: [1.0],
+    }
+    records = _records(
+        _frame_record(b"a", num_frames=310, segments=segments)[0],
+        _frame_record(b"b", (2, 3), 2, seed=1)[0],
+        _frame_record(b"c", (), 9, seed=2)[0],
+    )
+    rows, failed, parser = _parse_both_ways(config, records)
+    assert failed == [] and [r[F.ID] for r in rows] == ["a", "b", "c"]
+    assert (parser.canonical_batches, parser.graph_batches) == (1, 0)
+    assert rows[0][F.full_view_column(F.AUDIO)].shape == (300, 128) and rows[0][
+        F.SEGMENT_LABELS
+    ].tolist() == [1]
+
+
 def _fails_with(payload: bytes, reason: str, config=FRAME_CONFIG, stage="validate"):
     good, _, _ = _frame_record(b"good")
-    rows, failed = RecordParser(config).parse_batch(_records(good, payload))
+    rows, failed, _ = _parse_both_ways(config, _records(good, payload))
     assert [r[F.ID] for r in rows] == ["good"] if config.kind == F.FRAME_LEVEL else True
     assert len(failed) == 1, failed
     assert failed[0]["stage"] == stage and reason in failed[0]["reason"], failed[0]
@@ -219,3 +264,41 @@ def test_frame_record_in_video_level_input_fails_with_its_kind():
 def test_random_views_are_refused_for_datasets():
     with pytest.raises(ValueError, match="random"):
         ParseConfig(F.FRAME_LEVEL, 10, View.parse("random:3"))
+
+
+def _mutations(record: bytes, rng: np.random.Generator, count: int):
+    """Damaged copies of `record`, mostly hitting its structure: the context, field
+    lengths and frame headers, where the canonical reader decides what it reads."""
+    header_starts = [i for i in range(len(record) - 2) if record[i] == 0x0A and record[i + 1] >= 0x80]
+    for _ in range(count):
+        if rng.random() < 0.5:
+            position = int(rng.choice(header_starts)) + int(rng.integers(0, 9))
+        else:
+            position = int(rng.integers(0, min(len(record), 80)))
+        operation = rng.integers(4)
+        if operation == 0:
+            yield record[:position] + bytes([int(rng.integers(256))]) + record[position + 1 :]
+        elif operation == 1:
+            yield record[:position]
+        elif operation == 2:
+            yield record[:position] + record[position + 1 :]
+        else:
+            yield record[:position] + bytes([int(rng.integers(256))]) + record[position:]
+
+
+def test_damaged_records_get_the_same_rows_and_failures_either_way():
+    # Whatever the canonical reader accepts must parse exactly as TF parses it, and
+    # whatever it refuses goes to TF: no damage may change a row or a failure reason.
+    config = ParseConfig(F.FRAME_LEVEL, 10, View.parse("every_n:2"), "uint8", teacher_view=True)
+    record, _, _ = _frame_record(b"vid", (1, 2), num_frames=3)
+    good, _, _ = _frame_record(b"good", num_frames=2, seed=4)
+    rng = np.random.default_rng(0)
+    parsers = (RecordParser(config), RecordParser(config, read_canonical=False))
+    outcomes = set()
+    for damaged in _mutations(record, rng, 150):
+        canonical_before = parsers[0].canonical_batches
+        rows, failed, _ = _parse_both_ways(config, _records(good, damaged), parsers)
+        assert len(rows) + len(failed) == 2
+        outcomes.add((parsers[0].canonical_batches > canonical_before, len(failed)))
+    # The mutations exercised both readers and both outcomes.
+    assert {(True, 0), (False, 1)} <= outcomes, outcomes

@@ -176,6 +176,11 @@ def test_counts_balance_and_every_failure_says_what_where_and_why(damaged_input,
     for key, (stage, words) in expected["failures"].items():
         assert got[key]["stage"] == stage and words in got[key]["reason"], got[key]
     assert summary["counters"]["read/shards"] == 4
+    # Batches of well-formed records are read from their bytes; those holding a bad
+    # record go through the TF graph, and both kinds occur here.
+    assert (
+        summary["counters"]["parse/canonical_batches"] > 0 and summary["counters"]["parse/graph_batches"] > 0
+    )
 
 
 def test_duplicate_ids_are_listed_with_their_positions(damaged_input, full_run):
