@@ -252,6 +252,8 @@ def quality_seed(args, seed: int) -> None:
     root = os.path.join(args.workdir, "quality", f"seed{seed}")
     min_frames, max_frames = (int(x) for x in args.frames.split(":"))
     common = {"kind": "frame", "classes": args.classes, "min_frames": min_frames, "max_frames": max_frames}
+    if args.min_window_frames is not None:  # absent: the generator's default, and earlier stamps hold
+        common["min_window_frames"] = args.min_window_frames
     flags = ["--view", STORED_VIEW, "--teacher-view"]
     started = time.time()
     train = _synthetic_dataset(
@@ -339,7 +341,9 @@ def quality_report(args, per_seed: list[dict]) -> str:
 
     lines = [
         f"Teacher `{args.teacher}`, student `{args.student}`; {args.videos} train / {args.eval_videos} "
-        f"validate synthetic videos of {args.frames} frames, {args.classes} classes; {args.epochs} epochs, "
+        f"validate synthetic videos of {args.frames} frames, {args.classes} classes"
+        + (f", windows of at least {args.min_window_frames} frames" if args.min_window_frames else "")
+        + f"; {args.epochs} epochs, "
         f"batch {args.batch_size}, learning rate {args.learning_rate}; GAP on the validate videos, "
         f"mean ± sample std over {n} seeds ({args.seeds}).",
         "",
@@ -1207,6 +1211,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--eval-videos", type=int, default=400, help="validate videos per seed")
     q.add_argument("--classes", type=int, default=20)
     q.add_argument("--frames", default="30:300", help="MIN:MAX frames per synthetic video")
+    q.add_argument(
+        "--min-window-frames",
+        type=int,
+        default=None,
+        help="the generator's shortest label window in frames (default: the generator's, 5)",
+    )
     q.add_argument("--epochs", type=int, default=14)
     q.add_argument("--batch-size", type=int, default=32)
     q.add_argument("--learning-rate", type=float, default=3e-3)

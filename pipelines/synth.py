@@ -18,9 +18,13 @@ seeing all frames (the teacher) can beat one seeing every 10th frame (the studen
   dimensions are nearly orthogonal, so classes do not mask each other.
 * Visibility. Half the classes are visible throughout a video; the others only in a
   contiguous window covering a class-specific fraction of the frames, log-uniform in
-  [3%, 30%] (at least one 5-frame segment), placed at random in each video. Outside
-  its window a label contributes nothing, so those classes can only be seen in the
-  frames of the window: every 10th frame often misses a 7-frame window entirely.
+  [3%, 30%] (at least one 5-frame segment, or `--min-window-frames`), placed at random
+  in each video. Outside its window a label contributes nothing, so those classes can
+  only be seen in the frames of the window: every 10th frame often misses a 7-frame
+  window entirely. With `--min-window-frames 20` every window holds at least two
+  frames of every_n:10, the redundancy of real video at one frame per second, where
+  what a label shows usually lasts longer than ten seconds; views that read fewer
+  frames (every_n:30, uniform:6) still miss windows.
 * Frames. frame_t = background + noise_t + Σ over labels visible at t of
   amplitude × prototype. The background is one random vector per video (what makes
   the frames of one video alike and video means differ); the noise is i.i.d.
@@ -152,6 +156,9 @@ class SynthConfig:
     max_frames: int = 300  # may exceed the dataset's 300 to exercise readers' capping
     segments: bool = False  # 2019-style segment labels (frame level only)
     partition: str = "train"  # file prefix; "test" writes no labels
+    # The shortest window a windowed class is visible in, in frames (seconds at the
+    # release's one frame per second); the video's length caps it.
+    min_window_frames: int = F.SEGMENT_LENGTH_FRAMES
 
     def __post_init__(self):
         if self.kind not in F.KINDS:
@@ -168,6 +175,11 @@ class SynthConfig:
             raise ValueError(f"classes must be positive, got {self.classes}")
         if not 1 <= self.min_frames <= self.max_frames:
             raise ValueError(f"frames must satisfy 1 <= min <= max, got {self.min_frames}:{self.max_frames}")
+        if self.min_window_frames < F.SEGMENT_LENGTH_FRAMES:
+            raise ValueError(
+                f"min_window_frames must be at least one {F.SEGMENT_LENGTH_FRAMES}-frame segment, "
+                f"got {self.min_window_frames}"
+            )
         if self.segments and self.kind != F.FRAME_LEVEL:
             raise ValueError("segments are frame-level fields; they need kind 'frame'")
 
@@ -309,11 +321,13 @@ def _draw_num_frames(rng: np.random.Generator, config: SynthConfig) -> int:
     return int(rng.integers(config.min_frames, config.max_frames + 1))
 
 
-def _draw_windows(rng: np.random.Generator, fractions: np.ndarray, num_frames: int) -> np.ndarray:
+def _draw_windows(
+    rng: np.random.Generator, fractions: np.ndarray, num_frames: int, min_frames: int
+) -> np.ndarray:
     lengths = np.where(
         fractions >= 1.0,
         num_frames,
-        np.clip(np.rint(fractions * num_frames), F.SEGMENT_LENGTH_FRAMES, num_frames),
+        np.clip(np.rint(fractions * num_frames), min(min_frames, num_frames), num_frames),
     ).astype(np.int64)
     starts = rng.integers(0, num_frames - lengths + 1)
     return np.stack([starts, starts + lengths], axis=1)
@@ -371,7 +385,7 @@ class VideoSynthesizer:
         label_count = 1 + int(rng.choice(len(LABEL_COUNT_PROBABILITIES), p=LABEL_COUNT_PROBABILITIES))
         label_count = min(label_count, model.classes)
         labels = np.sort(rng.choice(model.classes, size=label_count, replace=False, p=model.frequencies))
-        windows = _draw_windows(rng, model.window_fractions[labels], num_frames)
+        windows = _draw_windows(rng, model.window_fractions[labels], num_frames, config.min_window_frames)
         amplitudes = rng.uniform(*AMPLITUDE_JITTER, size=label_count).astype(np.float32)
         background = (rng.standard_normal(_FRAME_DIM) * BACKGROUND_STD).astype(np.float32)
 
@@ -585,6 +599,14 @@ def build_arg_parser() -> argparse.ArgumentParser:
         help=f"frames per video (default {defaults.min_frames}:{defaults.max_frames})",
     )
     parser.add_argument(
+        "--min-window-frames",
+        type=_positive_int,
+        default=defaults.min_window_frames,
+        metavar="N",
+        help="shortest window, in frames, in which a windowed class is visible "
+        f"(default {defaults.min_window_frames}; see the generative model)",
+    )
+    parser.add_argument(
         "--segments", action="store_true", help="add 2019-style rated segments (frame level only)"
     )
     parser.add_argument(
@@ -621,6 +643,7 @@ def main(argv=None) -> int:
             max_frames=args.frames[1],
             segments=args.segments,
             partition=args.partition,
+            min_window_frames=args.min_window_frames,
         )
     except ValueError as error:
         parser.error(str(error))

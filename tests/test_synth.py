@@ -302,6 +302,28 @@ def test_short_window_classes_need_all_frames_and_always_visible_ones_show_in_th
         assert _auc(mean_frame[:, visible], positives[:, visible]) > 0.95
 
 
+def test_min_window_frames_lengthens_short_windows_only():
+    base = synth.SynthConfig(videos=120, seed=2, classes=12, min_frames=30, max_frames=300)
+    longer = dataclasses.replace(base, min_window_frames=20)
+    short_seen = False
+    for index in range(base.videos):
+        default_video = synth.VideoSynthesizer(base).video(index)
+        video = synth.VideoSynthesizer(longer).video(index)
+        assert np.array_equal(video.labels, default_video.labels)
+        lengths = video.windows[:, 1] - video.windows[:, 0]
+        default_lengths = default_video.windows[:, 1] - default_video.windows[:, 0]
+        num_frames = video.num_frames
+        assert (lengths >= min(20, num_frames)).all(), (index, lengths)
+        # Only the windows the minimum reaches change length.
+        assert np.array_equal(lengths, np.maximum(default_lengths, min(20, num_frames)))
+        short_seen |= bool((default_lengths < 20).any())
+        # Every window then holds at least two frames of every_n:10 (videos have >= 30).
+        kept = np.arange(0, num_frames, 10)
+        for start, end in video.windows:
+            assert ((kept >= start) & (kept < end)).sum() >= 2
+    assert short_seen, "the seed must have windows the minimum lengthens"
+
+
 def test_frame_counts_follow_a_distribution_with_many_capped_videos():
     synthesizer = synth.VideoSynthesizer(synth.SynthConfig(videos=400, classes=5))
     counts = np.array([synthesizer.video(index).num_frames for index in range(400)])
@@ -337,6 +359,7 @@ def test_cli_writes_the_shards_and_returns_0(tmp_path, capsys):
         (["--videos", "2", "--shards", "3"], "shards"),
         (["--partition", "dev"], "invalid choice"),
         (["--seed", "-1"], "non-negative"),
+        (["--min-window-frames", "4"], "min_window_frames must be at least"),
     ],
 )
 def test_cli_rejects_bad_arguments_with_a_usage_error(tmp_path, capsys, extra, message):
