@@ -252,8 +252,11 @@ def quality_seed(args, seed: int) -> None:
     root = os.path.join(args.workdir, "quality", f"seed{seed}")
     min_frames, max_frames = (int(x) for x in args.frames.split(":"))
     common = {"kind": "frame", "classes": args.classes, "min_frames": min_frames, "max_frames": max_frames}
-    if args.min_window_frames is not None:  # absent: the generator's default, and earlier stamps hold
+    # Generator options only when given: earlier datasets' stamps then still match.
+    if args.min_window_frames is not None:
         common["min_window_frames"] = args.min_window_frames
+    if args.noise_correlation is not None:
+        common["noise_correlation"] = args.noise_correlation
     flags = ["--view", STORED_VIEW, "--teacher-view"]
     started = time.time()
     train = _synthetic_dataset(
@@ -343,6 +346,7 @@ def quality_report(args, per_seed: list[dict]) -> str:
         f"Teacher `{args.teacher}`, student `{args.student}`; {args.videos} train / {args.eval_videos} "
         f"validate synthetic videos of {args.frames} frames, {args.classes} classes"
         + (f", windows of at least {args.min_window_frames} frames" if args.min_window_frames else "")
+        + (f", frame noise correlated {args.noise_correlation} in time" if args.noise_correlation else "")
         + f"; {args.epochs} epochs, "
         f"batch {args.batch_size}, learning rate {args.learning_rate}; GAP on the validate videos, "
         f"mean ± sample std over {n} seeds ({args.seeds}).",
@@ -1216,6 +1220,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="the generator's shortest label window in frames (default: the generator's, 5)",
+    )
+    q.add_argument(
+        "--noise-correlation",
+        type=float,
+        default=None,
+        help="the generator's frame-to-frame noise correlation (default: the generator's, 0)",
     )
     q.add_argument("--epochs", type=int, default=14)
     q.add_argument("--batch-size", type=int, default=32)

@@ -30,7 +30,10 @@ seeing all frames (the teacher) can beat one seeing every 10th frame (the studen
   the frames of one video alike and video means differ); the noise is i.i.d.
   gaussian per frame and component (std 0.45; drawn as 16 random bits indexing a
   table of 65536 gaussian quantiles, 5x faster than `standard_normal` and, after
-  8-bit quantization, indistinguishable from it). A label's amplitude, measured along
+  8-bit quantization, indistinguishable from it). `--noise-correlation R` makes it
+  AR(1) in time instead (same std; frames k apart correlated R^k), as in real video,
+  where neighbouring frames are near duplicates: a model then gains less from reading
+  more frames of the same stretch. A label's amplitude, measured along
   its prototype, is 3 noise std in rgb and 2 in audio, times a per-video factor in
   [0.75, 1.25]: one frame gives moderate evidence, many frames strong evidence.
   Per component the values have std ≈ 0.54, so almost all lie within the quantizer's
@@ -159,6 +162,8 @@ class SynthConfig:
     # The shortest window a windowed class is visible in, in frames (seconds at the
     # release's one frame per second); the video's length caps it.
     min_window_frames: int = F.SEGMENT_LENGTH_FRAMES
+    # Correlation of a frame's noise with the previous frame's (AR(1)); 0: independent.
+    noise_correlation: float = 0.0
 
     def __post_init__(self):
         if self.kind not in F.KINDS:
@@ -180,6 +185,8 @@ class SynthConfig:
                 f"min_window_frames must be at least one {F.SEGMENT_LENGTH_FRAMES}-frame segment, "
                 f"got {self.min_window_frames}"
             )
+        if not 0.0 <= self.noise_correlation < 1.0:
+            raise ValueError(f"noise_correlation must be in [0, 1), got {self.noise_correlation}")
         if self.segments and self.kind != F.FRAME_LEVEL:
             raise ValueError("segments are frame-level fields; they need kind 'frame'")
 
@@ -361,6 +368,15 @@ def _draw_segments(rng: np.random.Generator, labels, windows, num_frames: int) -
     }
 
 
+def _correlate_in_time(noise: np.ndarray, correlation: float) -> None:
+    """Independent per-frame noise [T, D] -> AR(1) noise in place, same stationary std:
+    n_t = r * n_(t-1) + sqrt(1 - r^2) * e_t, so frames k apart are correlated r^k."""
+    innovation = math.sqrt(1.0 - correlation * correlation)
+    for t in range(1, len(noise)):
+        noise[t] *= innovation
+        noise[t] += correlation * noise[t - 1]
+
+
 class VideoSynthesizer:
     """Makes the videos of one config, by index, in memory.
 
@@ -395,6 +411,8 @@ class VideoSynthesizer:
         words = bit_generator.random_raw(-(-size // 4))
         indices = words.astype("<u8", copy=False).view("<u2")[:size]
         frames = _noise_table().take(indices, out=self._scratch[:size]).reshape(num_frames, _FRAME_DIM)
+        if config.noise_correlation:
+            _correlate_in_time(frames, config.noise_correlation)
         frames += background
         for label, (start, end), amplitude in zip(labels, windows, amplitudes, strict=True):
             frames[start:end] += amplitude * model.signals[label]
@@ -607,6 +625,14 @@ def build_arg_parser() -> argparse.ArgumentParser:
         f"(default {defaults.min_window_frames}; see the generative model)",
     )
     parser.add_argument(
+        "--noise-correlation",
+        type=float,
+        default=defaults.noise_correlation,
+        metavar="R",
+        help="correlation in [0, 1) of each frame's noise with the previous frame's "
+        f"(default {defaults.noise_correlation}: independent; see the generative model)",
+    )
+    parser.add_argument(
         "--segments", action="store_true", help="add 2019-style rated segments (frame level only)"
     )
     parser.add_argument(
@@ -644,6 +670,7 @@ def main(argv=None) -> int:
             segments=args.segments,
             partition=args.partition,
             min_window_frames=args.min_window_frames,
+            noise_correlation=args.noise_correlation,
         )
     except ValueError as error:
         parser.error(str(error))

@@ -324,6 +324,37 @@ def test_min_window_frames_lengthens_short_windows_only():
     assert short_seen, "the seed must have windows the minimum lengthens"
 
 
+def test_noise_correlation_makes_neighbouring_frames_alike_without_changing_the_labels():
+    base = synth.SynthConfig(videos=6, seed=4, classes=12, min_frames=300, max_frames=300)
+    correlated = dataclasses.replace(base, noise_correlation=0.9)
+    lag1, lag10, stds = [], [], []
+    for index in range(base.videos):
+        plain, video = (
+            synth.VideoSynthesizer(base).video(index),
+            synth.VideoSynthesizer(correlated).video(index),
+        )
+        assert np.array_equal(video.labels, plain.labels) and np.array_equal(video.windows, plain.windows)
+        # The mean over frames takes out the background and the always-visible labels'
+        # signal; outside the windowed labels' windows only the noise is left.
+        frames = dequantize(video.rgb).astype(np.float64)
+        quiet = np.ones(len(frames), bool)
+        for start, end in video.windows:
+            if end - start < len(frames):
+                quiet[max(start - 1, 0) : end + 1] = False
+        noise = frames - frames.mean(axis=0)
+        for lag, out in ((1, lag1), (10, lag10)):
+            pairs = quiet[lag:] & quiet[:-lag]
+            a, b = noise[lag:][pairs], noise[:-lag][pairs]
+            out.append((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+        stds.append(noise[quiet].std())
+    # AR(1) with r = 0.9: r at lag 1, r^10 = 0.35 at lag 10; the std stays the noise's.
+    assert 0.85 < np.median(lag1) < 0.93, lag1
+    assert 0.2 < np.median(lag10) < 0.5, lag10
+    assert abs(np.median(stds) - synth.NOISE_STD) < 0.05, stds
+    with pytest.raises(ValueError, match="noise_correlation"):
+        dataclasses.replace(base, noise_correlation=1.0)
+
+
 def test_frame_counts_follow_a_distribution_with_many_capped_videos():
     synthesizer = synth.VideoSynthesizer(synth.SynthConfig(videos=400, classes=5))
     counts = np.array([synthesizer.video(index).num_frames for index in range(400)])
