@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/train.py quality [--seeds 0,1,2] [--videos 1200] [--epochs 14] \
         [--teacher dbof-small] [--student dbof-small] [--workdir /tmp/fewframes-train-bench]
-    .venv/bin/python benchmarks/train.py speed [--reps 5] [--pairs hlstm,dbof,netvlad,nextvlad,mean]
+    .venv/bin/python benchmarks/train.py speed [--reps 5] [--pairs hlstm,dbof,netvlad,nextvlad,mean] \
+        [--params JSON]
     .venv/bin/python benchmarks/train.py e2e [--videos 320] [--pairs hlstm,dbof,mean]
     .venv/bin/python benchmarks/train.py real [--data ../shared/data/yt8m-v2-video-sample] \
         [--epochs 5,10,20,40]
@@ -529,11 +530,14 @@ def _timed(fn, *inputs) -> float:
     return time.perf_counter() - start
 
 
-def _classifier(preset: str, width: int):
+def _classifier(preset: str, width: int, params: dict | None = None):
+    """A preset's classifier, with `params` overrides as `--teacher-params` takes them."""
     from trainer.config import ModelChoice
     from trainer.distill import FramesClassifier
 
-    return FramesClassifier(ModelChoice(preset).spec(), NUM_CLASSES, INPUT_DIM).build_on(width)
+    params = params or {}
+    choice = ModelChoice(preset, params.get("aggregator", {}), params.get("head", {}))
+    return FramesClassifier(choice.spec(), NUM_CLASSES, INPUT_DIM).build_on(width)
 
 
 def speed(args) -> None:
@@ -559,10 +563,13 @@ def speed(args) -> None:
         flush=True,
     )
     results = {}
+    params = json.loads(args.params)
     for key, label, teacher_preset, student_preset in _pairs(args.pairs):
+        if params:
+            label = f"{label} with {json.dumps(params)}"
         models = {
-            "teacher": _classifier(teacher_preset, full.shape[1]),
-            "student": _classifier(student_preset, cut.shape[1]),
+            "teacher": _classifier(teacher_preset, full.shape[1], params),
+            "student": _classifier(student_preset, cut.shape[1], params),
         }
         flops = {
             "teacher": flop_count(models["teacher"].spec, full.shape[1]),
@@ -1250,6 +1257,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=64)
     s.add_argument("--reps", type=int, default=5)
     s.add_argument("--warmup", type=int, default=1)
+    s.add_argument(
+        "--params",
+        default="{}",
+        help="JSON overrides for teacher and student of every pair, as --teacher-params: "
+        '{"aggregator": {...}, "head": {...}}',
+    )
 
     e = sub.add_parser("e2e", help="read + parse + model: compact vs full dataset")
     e.add_argument("--pairs", default="hlstm,dbof,mean")
