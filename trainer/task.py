@@ -468,7 +468,7 @@ def _read_teacher_config(config: TrainConfig) -> TrainConfig:
         raise UsageError(
             f"--teacher-dir {config.teacher_dir} trained no teacher (mode {teacher_config.mode})"
         )
-    if not storage.exists(storage.join(config.teacher_dir, WEIGHTS_DIR, "teacher.weights.h5")):
+    if not storage.exists(_weights_file(config.teacher_dir, "teacher")):
         raise UsageError(
             f"--teacher-dir {config.teacher_dir} has no finished teacher (weights/teacher.weights.h5)"
         )
@@ -486,7 +486,7 @@ def _check_teacher_matches(config: TrainConfig, teacher_config: TrainConfig) -> 
 
 def _check_targets_teacher(config: TrainConfig, manifest: dict) -> None:
     """--teacher-dir with --targets: the targets must come from that teacher's weights."""
-    saved = json.loads(storage.read_text(storage.join(config.teacher_dir, WEIGHTS_DIR, "teacher.json")))
+    saved = json.loads(storage.read_text(_weights_info_file(config.teacher_dir, "teacher")))
     mine = saved.get("weights_sha256")
     theirs = manifest.get("teacher", {}).get("weights_sha256")
     if mine != theirs or mine is None:
@@ -527,16 +527,26 @@ def _write_or_check_config(config: TrainConfig, chief: bool) -> None:
         storage.write_text(path, config.to_json())
 
 
+def _weights_file(job_dir: str, role: str) -> str:
+    """A finished job's final weights of `role` ("teacher" or "student")."""
+    return storage.join(job_dir, WEIGHTS_DIR, f"{role}.weights.h5")
+
+
+def _weights_info_file(job_dir: str, role: str) -> str:
+    """What rebuilding those weights needs: label space, input width, fingerprint."""
+    return storage.join(job_dir, WEIGHTS_DIR, f"{role}.json")
+
+
 def load_trained(job_dir: str, job_config: TrainConfig, role: str, zscore, width: int):
     """Rebuild a job's trained `role` model from its config (`config.json`) and final weights."""
     from trainer.distill import FramesClassifier
 
-    saved = json.loads(storage.read_text(storage.join(job_dir, WEIGHTS_DIR, f"{role}.json")))
+    saved = json.loads(storage.read_text(_weights_info_file(job_dir, role)))
     choice = job_config.teacher if role == "teacher" else job_config.student
     num_classes = len(saved["label_space"]["class_names"])
     model = FramesClassifier(choice.spec(), num_classes, saved["input_dim"], zscore)
     model.build_on(width)
-    storage.load_weights(model, storage.join(job_dir, WEIGHTS_DIR, f"{role}.weights.h5"))
+    storage.load_weights(model, _weights_file(job_dir, role))
     return model
 
 
@@ -562,9 +572,9 @@ def _save_final_weights(config: TrainConfig, model, label_space) -> dict:
 
     trained = {role: getattr(model, role) for role in _trained_roles(config.mode)}
     for role, classifier in trained.items():
-        storage.save_weights(classifier, storage.join(config.job_dir, WEIGHTS_DIR, f"{role}.weights.h5"))
+        storage.save_weights(classifier, _weights_file(config.job_dir, role))
         storage.write_text(
-            storage.join(config.job_dir, WEIGHTS_DIR, f"{role}.json"),
+            _weights_info_file(config.job_dir, role),
             json.dumps(
                 {
                     "label_space": label_space.to_dict(),
@@ -649,7 +659,7 @@ def export_job(job_dir: str) -> dict:
         raise UsageError(f"--job-dir {job_dir} has no {CONFIG_NAME}: not a training job dir")
     config = TrainConfig.from_json(storage.read_text(config_path))
     roles = _trained_roles(config.mode)
-    weights = {role: storage.join(job_dir, WEIGHTS_DIR, f"{role}.weights.h5") for role in roles}
+    weights = {role: _weights_file(job_dir, role) for role in roles}
     unfinished = [role for role, path in weights.items() if not storage.exists(path)]
     if unfinished:
         raise UsageError(
