@@ -29,6 +29,30 @@ def random_frames(rng: np.random.Generator, num_frames: int) -> tuple[np.ndarray
     )
 
 
+def bytes_feature(*values: bytes):
+    """A `tf.train.Feature` holding these byte strings."""
+    import tensorflow as tf
+
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
+
+
+def frame_list(frames: np.ndarray):
+    """A `tf.train.FeatureList` of one byte string per frame, as the release writes frames."""
+    import tensorflow as tf
+
+    return tf.train.FeatureList(feature=[bytes_feature(frame.tobytes()) for frame in frames])
+
+
+def sequence_example(context=None, lists=None) -> bytes:
+    """A serialized `tf.train.SequenceExample` of context features and feature lists."""
+    import tensorflow as tf
+
+    return tf.train.SequenceExample(
+        context=tf.train.Features(feature=context or {}),
+        feature_lists=tf.train.FeatureLists(feature_list=lists or {}),
+    ).SerializeToString()
+
+
 def make_dataset(
     root: pathlib.Path,
     *,

@@ -9,7 +9,7 @@ from schemas import features as F
 from schemas import raw
 from schemas.quantization import dequantize
 from schemas.views import View
-from tests.conftest import random_frames
+from tests.conftest import bytes_feature, frame_list, random_frames, sequence_example
 
 FRAME_CONFIG = ParseConfig(F.FRAME_LEVEL, num_classes=10, view=View.parse("every_n:3"), frame_dtype="float32")
 
@@ -22,17 +22,6 @@ def _frame_record(video_id=b"v", labels=(1,), num_frames=7, seed=0, **overrides)
     rgb, audio = random_frames(np.random.default_rng(seed), num_frames)
     rgb, audio = overrides.get("rgb", rgb), overrides.get("audio", audio)
     return raw.frame_level_record(video_id, labels, rgb, audio, overrides.get("segments")), rgb, audio
-
-
-def _sequence_example(context=None, lists=None) -> bytes:
-    return tf.train.SequenceExample(
-        context=tf.train.Features(feature=context or {}),
-        feature_lists=tf.train.FeatureLists(feature_list=lists or {}),
-    ).SerializeToString()
-
-
-def _bytes_feature(*values):
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
 
 
 def test_good_frame_records_become_rows_with_dequantized_view_frames():
@@ -142,14 +131,14 @@ def test_missing_id_fails():
 
 def test_legacy_video_id_is_accepted():
     rgb, audio = random_frames(np.random.default_rng(0), 2)
-    payload = _sequence_example(
+    payload = sequence_example(
         {
-            F.LEGACY_ID: _bytes_feature(b"old"),
+            F.LEGACY_ID: bytes_feature(b"old"),
             F.LABELS: tf.train.Feature(int64_list=tf.train.Int64List(value=[1])),
         },
         {
-            F.RGB: tf.train.FeatureList(feature=[_bytes_feature(f.tobytes()) for f in rgb]),
-            F.AUDIO: tf.train.FeatureList(feature=[_bytes_feature(f.tobytes()) for f in audio]),
+            F.RGB: frame_list(rgb),
+            F.AUDIO: frame_list(audio),
         },
     )
     (row,), failed = RecordParser(FRAME_CONFIG).parse_batch(_records(payload))
@@ -157,28 +146,28 @@ def test_legacy_video_id_is_accepted():
 
 
 def test_missing_rgb_feature_list_fails():
-    payload = _sequence_example({F.ID: _bytes_feature(b"x")})
+    payload = sequence_example({F.ID: bytes_feature(b"x")})
     _fails_with(payload, "feature list 'rgb' is missing")
 
 
 def test_zero_frames_fails():
-    payload = _sequence_example(
-        {F.ID: _bytes_feature(b"x")}, {F.RGB: tf.train.FeatureList(), F.AUDIO: tf.train.FeatureList()}
+    payload = sequence_example(
+        {F.ID: bytes_feature(b"x")}, {F.RGB: tf.train.FeatureList(), F.AUDIO: tf.train.FeatureList()}
     )
     _fails_with(payload, "zero frames")
 
 
 def test_wrong_frame_byte_length_fails_naming_the_frame():
     rgb, audio = random_frames(np.random.default_rng(0), 4)
-    payload = _sequence_example(
-        {F.ID: _bytes_feature(b"x")},
+    payload = sequence_example(
+        {F.ID: bytes_feature(b"x")},
         {
             F.RGB: tf.train.FeatureList(
-                feature=[_bytes_feature(f.tobytes()) for f in rgb[:2]]
-                + [_bytes_feature(b"short")]
-                + [_bytes_feature(rgb[3].tobytes())]
+                feature=[bytes_feature(f.tobytes()) for f in rgb[:2]]
+                + [bytes_feature(b"short")]
+                + [bytes_feature(rgb[3].tobytes())]
             ),
-            F.AUDIO: tf.train.FeatureList(feature=[_bytes_feature(f.tobytes()) for f in audio]),
+            F.AUDIO: frame_list(audio),
         },
     )
     _fails_with(payload, "'rgb' frame 2 has 5 bytes, expected 1024")
@@ -199,11 +188,11 @@ def test_garbage_bytes_fail_at_parse_stage_without_losing_the_batch():
 
 def test_wrong_feature_type_fails_at_parse_stage():
     rgb, audio = random_frames(np.random.default_rng(0), 2)
-    payload = _sequence_example(
-        {F.ID: _bytes_feature(b"x"), F.LABELS: _bytes_feature(b"not-int")},
+    payload = sequence_example(
+        {F.ID: bytes_feature(b"x"), F.LABELS: bytes_feature(b"not-int")},
         {
-            F.RGB: tf.train.FeatureList(feature=[_bytes_feature(f.tobytes()) for f in rgb]),
-            F.AUDIO: tf.train.FeatureList(feature=[_bytes_feature(f.tobytes()) for f in audio]),
+            F.RGB: frame_list(rgb),
+            F.AUDIO: frame_list(audio),
         },
     )
     failure = _fails_with(payload, "cannot parse record", stage="parse")

@@ -7,31 +7,21 @@ import tensorflow as tf
 from pipelines import wire
 from schemas import features as F
 from schemas import raw
-from tests.conftest import random_frames
-
-
-def _bytes_feature(value: bytes) -> tf.train.Feature:
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+from tests.conftest import bytes_feature, frame_list, random_frames, sequence_example
 
 
 def _record(context=None, lists=None, num_frames=4, seed=0) -> bytes:
-    rgb, audio = random_frames(np.random.default_rng(seed), num_frames)
     if lists is None:
-        lists = {
-            F.RGB: tf.train.FeatureList(feature=[_bytes_feature(f.tobytes()) for f in rgb]),
-            F.AUDIO: tf.train.FeatureList(feature=[_bytes_feature(f.tobytes()) for f in audio]),
-        }
-    return tf.train.SequenceExample(
-        context=tf.train.Features(feature=context or {F.ID: _bytes_feature(b"v")}),
-        feature_lists=tf.train.FeatureLists(feature_list=lists),
-    ).SerializeToString()
+        rgb, audio = random_frames(np.random.default_rng(seed), num_frames)
+        lists = {F.RGB: frame_list(rgb), F.AUDIO: frame_list(audio)}
+    return sequence_example(context or {F.ID: bytes_feature(b"v")}, lists)
 
 
 @pytest.mark.parametrize("feature", F.FRAME_FEATURES)
 def test_frame_header_is_what_protobuf_writes_before_each_frame(feature):
     dim = F.FEATURE_DIMS[feature]
     frame = bytes(i % 251 for i in range(dim))
-    serialized = tf.train.FeatureList(feature=[_bytes_feature(frame)] * 3).SerializeToString()
+    serialized = tf.train.FeatureList(feature=[bytes_feature(frame)] * 3).SerializeToString()
     header = wire.frame_header(dim)
     assert serialized == (header + frame) * 3
 
@@ -59,9 +49,9 @@ def test_a_released_format_record_splits_into_its_frames_and_context():
 def test_other_feature_lists_and_a_missing_context_are_fine():
     rgb, audio = random_frames(np.random.default_rng(1), 2)
     lists = {
-        F.RGB: tf.train.FeatureList(feature=[_bytes_feature(f.tobytes()) for f in rgb]),
-        "segment_rgb": tf.train.FeatureList(feature=[_bytes_feature(b"x")]),
-        F.AUDIO: tf.train.FeatureList(feature=[_bytes_feature(f.tobytes()) for f in audio]),
+        F.RGB: frame_list(rgb),
+        "segment_rgb": tf.train.FeatureList(feature=[bytes_feature(b"x")]),
+        F.AUDIO: frame_list(audio),
     }
     record = tf.train.SequenceExample(feature_lists=tf.train.FeatureLists(feature_list=lists))
     split = wire.split_frame_record(record.SerializeToString())
@@ -71,13 +61,8 @@ def test_other_feature_lists_and_a_missing_context_are_fine():
 
 def _with_frame(feature: str, position: int, replacement: tf.train.Feature) -> bytes:
     rgb, audio = random_frames(np.random.default_rng(0), 4)
-    frames = {F.RGB: rgb, F.AUDIO: audio}
-    lists = {}
-    for name, values in frames.items():
-        features = [_bytes_feature(f.tobytes()) for f in values]
-        if name == feature:
-            features[position] = replacement
-        lists[name] = tf.train.FeatureList(feature=features)
+    lists = {F.RGB: frame_list(rgb), F.AUDIO: frame_list(audio)}
+    lists[feature].feature[position].CopyFrom(replacement)
     return _record(lists=lists)
 
 
@@ -88,12 +73,12 @@ def _two_lists(rgb_list, audio_list) -> dict:
 _GOOD = _record()
 _GOOD_FEATURE_LISTS = _GOOD[2 + _GOOD[1] :]  # after the context field (tag, 1-byte length, payload)
 assert _GOOD_FEATURE_LISTS[0] == 0x12
-_RGB_LIST = tf.train.FeatureList(feature=[_bytes_feature(bytes(1024))] * 2)
-_AUDIO_LIST = tf.train.FeatureList(feature=[_bytes_feature(bytes(128))] * 2)
+_RGB_LIST = tf.train.FeatureList(feature=[bytes_feature(bytes(1024))] * 2)
+_AUDIO_LIST = tf.train.FeatureList(feature=[bytes_feature(bytes(128))] * 2)
 
 NOT_CANONICAL = {
-    "short rgb frame": _with_frame(F.RGB, 2, _bytes_feature(b"short")),
-    "long audio frame": _with_frame(F.AUDIO, 0, _bytes_feature(bytes(129))),
+    "short rgb frame": _with_frame(F.RGB, 2, bytes_feature(b"short")),
+    "long audio frame": _with_frame(F.AUDIO, 0, bytes_feature(bytes(129))),
     "float frame": _with_frame(F.RGB, 1, tf.train.Feature(float_list=tf.train.FloatList(value=[1.0]))),
     "two values in a frame": _with_frame(
         F.RGB, 3, tf.train.Feature(bytes_list=tf.train.BytesList(value=[bytes(512), bytes(512)]))
