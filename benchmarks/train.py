@@ -18,7 +18,8 @@ quality: synthetic frame-level data (`pipelines.synth`, train and validate parti
   and `serial` against the teacher of the same seed). One child process per seed;
   the GAP is the job's own eval on the validate partition after the last epoch.
   Reported as mean ± sample std over the seeds, with the mean fraction of a video's
-  frames the view reads (computed from the validate videos' frame counts).
+  frames the view reads (computed from the validate videos' frame counts), and beside
+  the trained ratios what the same videos allow any model (`benchmarks/ceiling.py`).
 speed: analytic multiply-adds per video from the model configs (`flop_count`), and
   model time per video at batch 64 on decoded float32 input of 300-frame videos: the
   teacher on all 300 frames against the student on its view, side by side in one
@@ -61,6 +62,8 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from benchmarks import ceiling  # noqa: E402
 
 DEFAULT_WORKDIR = "/tmp/fewframes-train-bench"
 DEFAULT_VIEWS = "every_n:10,every_n:30,uniform:6,uniform:10"
@@ -249,29 +252,24 @@ def quality_seed(args, seed: int) -> None:
     """Child: one seed's data, every job, results.json."""
     import tensorflow as tf
 
+    from pipelines.synth import SynthConfig
+
     tf.get_logger().setLevel("ERROR")  # Keras's retracing warnings: every job builds new functions
     root = os.path.join(args.workdir, "quality", f"seed{seed}")
-    min_frames, max_frames = (int(x) for x in args.frames.split(":"))
-    common = {"kind": "frame", "classes": args.classes, "min_frames": min_frames, "max_frames": max_frames}
-    # Generator options only when given: earlier datasets' stamps then still match.
-    if args.min_window_frames is not None:
-        common["min_window_frames"] = args.min_window_frames
-    if args.noise_correlation is not None:
-        common["noise_correlation"] = args.noise_correlation
     flags = ["--view", STORED_VIEW, "--teacher-view"]
     started = time.time()
-    train = _synthetic_dataset(
-        root, "train", {**common, "videos": args.videos, "shards": 4, "seed": seed, "partition": "train"},
-        flags, "tfrecord",
-    )  # fmt: skip
-    validate = _synthetic_dataset(
-        root, "validate",
-        {**common, "videos": args.eval_videos, "shards": 2, "seed": seed, "partition": "validate"},
-        flags, "tfrecord,parquet",
-    )  # fmt: skip
+    train_fields, validate_fields = ceiling.partitions(seed, args)
+    train = _synthetic_dataset(root, "train", train_fields, flags, "tfrecord")
+    validate = _synthetic_dataset(root, "validate", validate_fields, flags, "tfrecord,parquet")
     views = sorted({j.view for j in _quality_jobs(args) if j.view})
     fractions = {view: _fraction_read(validate, view) for view in views}
     print(f"seed {seed}: data ready in {time.time() - started:.0f}s", flush=True)
+    limits = ceiling.ceiling(SynthConfig(**train_fields), SynthConfig(**validate_fields), views)
+    print(
+        f"seed {seed}: known-prototype scorer, view / all frames: "
+        + ", ".join(f"{view} {limits[view]['ratio']:.3f}" for view in views),
+        flush=True,
+    )
 
     base = [
         "--train", train, "--eval", validate, "--epochs", str(args.epochs),
@@ -306,7 +304,13 @@ def quality_seed(args, seed: int) -> None:
         print(f"seed {seed}: {job.name:<28} GAP {shown:.4f}  ({summary['seconds']:.0f}s)", flush=True)
     _write_json(
         os.path.join(root, "results.json"),
-        {"seed": seed, "fractions": fractions, "jobs": results, "seconds": time.time() - started},
+        {
+            "seed": seed,
+            "fractions": fractions,
+            "ceiling": limits,
+            "jobs": results,
+            "seconds": time.time() - started,
+        },
     )
 
 
@@ -375,6 +379,7 @@ def quality_report(args, per_seed: list[dict]) -> str:
     variants = _variants(args.variant)
     if variants:
         lines += ["", "Variants: " + "; ".join(f"{name} = `{' '.join(flags)}`" for name, flags in variants)]
+    lines += _ceiling_lines(per_seed, views, teacher, ratios)
     # Consistency: the teacher trained inside `parallel` must match the teacher-only run.
     parallel_teacher = [
         abs(r["jobs"][j.name]["teacher_gap"] - r["jobs"]["teacher"]["teacher_gap"])
@@ -396,6 +401,35 @@ def quality_report(args, per_seed: list[dict]) -> str:
         + f"; all jobs of the sweep {training_minutes:.1f} min of training.",
     ]
     return "\n".join(lines)
+
+
+def _ceiling_lines(per_seed: list[dict], views: list[str], teacher: list[float], ratios) -> list[str]:
+    """The trained ratios beside what the data lets any model reach (`benchmarks/ceiling.py`)."""
+    if not all("ceiling" in r for r in per_seed):
+        return []  # results written before the ceiling was measured
+
+    def limit(view, key):
+        return [r["ceiling"][view][key] for r in per_seed]
+
+    known_all = limit(ceiling.ALL_FRAMES, "gap")
+    lines = [
+        "",
+        "What the same videos allow (`benchmarks/ceiling.py`): the share of the validate "
+        "videos' labels whose window holds no frame of the view, and the GAP of a scorer "
+        "that knows each class's signal direction and window length, through the view "
+        f"against all frames (all frames: {_pm(known_all)}; the trained teacher reaches "
+        f"{_pm([t / k for t, k in zip(teacher, known_all, strict=True)])} of it).",
+        "",
+        "| view | labels with no frame in the view | known-prototype scorer, view / all frames "
+        "| parallel / teacher | serial / teacher |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for view in views:
+        lines.append(
+            f"| {view} | {_pm(limit(view, 'unseen_labels'))} | {_pm(limit(view, 'ratio'))} "
+            f"| {_pm(ratios(f'parallel-{_slug(view)}'))} | {_pm(ratios(f'serial-{_slug(view)}'))} |"
+        )
+    return lines
 
 
 # ===== FLOPs ================================================================================
@@ -1218,22 +1252,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("quality", help="GAP of teacher / student / parallel / serial over views and seeds")
     q.add_argument("--seeds", default="0,1,2")
-    q.add_argument("--videos", type=int, default=1200, help="training videos per seed")
-    q.add_argument("--eval-videos", type=int, default=400, help="validate videos per seed")
-    q.add_argument("--classes", type=int, default=20)
-    q.add_argument("--frames", default="30:300", help="MIN:MAX frames per synthetic video")
-    q.add_argument(
-        "--min-window-frames",
-        type=int,
-        default=None,
-        help="the generator's shortest label window in frames (default: the generator's, 5)",
-    )
-    q.add_argument(
-        "--noise-correlation",
-        type=float,
-        default=None,
-        help="the generator's frame-to-frame noise correlation (default: the generator's, 0)",
-    )
+    ceiling.add_data_arguments(q)
     q.add_argument("--epochs", type=int, default=14)
     q.add_argument("--batch-size", type=int, default=32)
     q.add_argument("--learning-rate", type=float, default=3e-3)

@@ -328,14 +328,19 @@ def _draw_num_frames(rng: np.random.Generator, config: SynthConfig) -> int:
     return int(rng.integers(config.min_frames, config.max_frames + 1))
 
 
+def window_lengths(fractions: np.ndarray, num_frames: int, min_frames: int) -> np.ndarray:
+    """Frames each class is visible for in a video of `num_frames` (int64, like `fractions`)."""
+    return np.where(
+        np.asarray(fractions) >= 1.0,
+        num_frames,
+        np.clip(np.rint(np.asarray(fractions) * num_frames), min(min_frames, num_frames), num_frames),
+    ).astype(np.int64)
+
+
 def _draw_windows(
     rng: np.random.Generator, fractions: np.ndarray, num_frames: int, min_frames: int
 ) -> np.ndarray:
-    lengths = np.where(
-        fractions >= 1.0,
-        num_frames,
-        np.clip(np.rint(fractions * num_frames), min(min_frames, num_frames), num_frames),
-    ).astype(np.int64)
+    lengths = window_lengths(fractions, num_frames, min_frames)
     starts = rng.integers(0, num_frames - lengths + 1)
     return np.stack([starts, starts + lengths], axis=1)
 

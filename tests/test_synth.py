@@ -316,6 +316,12 @@ def test_min_window_frames_lengthens_short_windows_only():
         assert (lengths >= min(20, num_frames)).all(), (index, lengths)
         # Only the windows the minimum reaches change length.
         assert np.array_equal(lengths, np.maximum(default_lengths, min(20, num_frames)))
+        # The rule other code (benchmarks/ceiling.py) reads the lengths from.
+        fractions = synth.class_model(base.seed, base.classes).window_fractions[video.labels]
+        assert np.array_equal(lengths, synth.window_lengths(fractions, num_frames, 20))
+        assert np.array_equal(
+            default_lengths, synth.window_lengths(fractions, num_frames, base.min_window_frames)
+        )
         short_seen |= bool((default_lengths < 20).any())
         # Every window then holds at least two frames of every_n:10 (videos have >= 30).
         kept = np.arange(0, num_frames, 10)
