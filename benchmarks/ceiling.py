@@ -71,8 +71,7 @@ def _window_means(projections: np.ndarray, kept: np.ndarray, num_frames: int, le
     hi = np.searchsorted(kept, starts + length, side="left")
     sums = np.concatenate([[0.0], np.cumsum(projections, dtype=np.float64)])
     counts = hi - lo
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, (sums[hi] - sums[lo]) / np.maximum(counts, 1), -np.inf)
+    return np.where(counts > 0, (sums[hi] - sums[lo]) / np.maximum(counts, 1), -np.inf)
 
 
 def view_evidence(config: synth.SynthConfig, views: dict[str, View | None]) -> dict[str, ViewEvidence]:
@@ -91,9 +90,7 @@ def view_evidence(config: synth.SynthConfig, views: dict[str, View | None]) -> d
         num_frames = min(video.num_frames, F.MAX_FRAMES)  # what the readers keep
         frames = dequantize(np.concatenate([video.rgb, video.audio], axis=1)[:num_frames])
         projections = frames @ directions.T  # [T, C]
-        lengths = np.minimum(
-            synth.window_lengths(model.window_fractions, num_frames, config.min_window_frames), num_frames
-        )
+        lengths = synth.window_lengths(model.window_fractions, num_frames, config.min_window_frames)
         for name, view in views.items():
             kept = np.arange(num_frames) if view is None else view.frame_indices(num_frames, rng)
             evidence = out[name]
@@ -125,10 +122,9 @@ def calibrated_scores(train: ViewEvidence, evaluate: ViewEvidence) -> np.ndarray
     """[N_eval, C] probabilities: one logistic regression per class, fitted on `train`."""
     scores = np.zeros(evaluate.labels.shape)
     for c in range(train.labels.shape[1]):
-        # A window placement that sees no frame is -inf; a view always keeps some frame
-        # in some placement, so the max is finite, but guard the fit anyway.
-        x_train = np.nan_to_num(train.features[:, c], neginf=-10.0)
-        x_eval = np.nan_to_num(evaluate.features[:, c], neginf=-10.0)
+        # The best window mean is finite: the placement starting at min(first kept
+        # frame, T - length) always holds a kept frame.
+        x_train, x_eval = train.features[:, c], evaluate.features[:, c]
         y = train.labels[:, c]
         if y.min() == y.max():  # a class never (or always) seen in training: its frequency
             scores[:, c] = y.mean()

@@ -330,10 +330,11 @@ def _draw_num_frames(rng: np.random.Generator, config: SynthConfig) -> int:
 
 def window_lengths(fractions: np.ndarray, num_frames: int, min_frames: int) -> np.ndarray:
     """Frames each class is visible for in a video of `num_frames` (int64, like `fractions`)."""
+    fractions = np.asarray(fractions)
     return np.where(
-        np.asarray(fractions) >= 1.0,
+        fractions >= 1.0,
         num_frames,
-        np.clip(np.rint(np.asarray(fractions) * num_frames), min(min_frames, num_frames), num_frames),
+        np.clip(np.rint(fractions * num_frames), min(min_frames, num_frames), num_frames),
     ).astype(np.int64)
 
 
