@@ -44,6 +44,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from apache_beam.io.filesystems import FileSystems
 
 from pipelines import evaluation_outputs as out
 from pipelines import ownership, report
@@ -471,6 +472,9 @@ def _check_output(output: str, directories: Sequence[str], overwrite: bool) -> N
     output = output.rstrip("/")
     if output in {d.rstrip("/") for d in directories}:
         raise UsageError(f"--output {output} is one of the compared runs; its report.html would be replaced")
+    existing = [name for name in OUTPUT_FILES if FileSystems.exists(out.join(output, name))]
+    if existing and not overwrite:
+        raise UsageError(f"{output} already holds {', '.join(existing)}; pass --overwrite to replace them")
     ownership.check(output, overwrite, COMPARISON_CLAIMS, _NOT_OURS, _HINT, UsageError)
 
 
