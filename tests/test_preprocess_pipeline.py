@@ -520,3 +520,28 @@ def test_no_duplicate_check_says_so_and_still_balances(damaged_input, tmp_path):
     assert "duplicate ids: not checked" in preprocess.format_summary(summary, 1.0)
     with pytest.raises(SystemExit):
         _run(damaged_input["dir"], tmp_path / "other", "--no-duplicate-check", "--drop-duplicate-ids")
+
+
+def test_the_claims_recorded_before_a_run_own_every_sinks_temporary_files(tmp_path):
+    """A run that crashes mid-write leaves Beam's temp directories behind; the claims written
+    before it started must own their files, so that --overwrite can delete them."""
+    from apache_beam.coders.coders import ToBytesCoder
+    from apache_beam.io.filebasedsink import FileBasedSink
+
+    from pipelines import evaluate, write
+
+    output = str(tmp_path / "out")
+    sinks = {
+        preprocess.DATASET_CLAIMS: [
+            write.shard_prefix(output, "parquet"),
+            write.shard_prefix(output, "tfrecord"),
+            f"{output}/errors/{preprocess.FAILURES_NAME}",
+            f"{output}/errors/{preprocess.DUPLICATES_NAME}",
+        ],
+        evaluate.EVALUATION_CLAIMS: [f"{output}/{name}" for name in ("failed", "predictions", "videos")],
+    }
+    for claims, prefixes in sinks.items():
+        for prefix in prefixes:
+            temp = FileBasedSink(prefix, ToBytesCoder())._create_temp_dir(prefix)
+            assert claims.owns(f"{temp[len(output) + 1 :]}/0f1e2d3c-4b5a.tmp"), (claims.kind, temp)
+        assert not claims.owns("beam-temp-notes/x") and not claims.owns("errors/beam-temp-x-1/y")
