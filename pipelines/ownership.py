@@ -90,10 +90,10 @@ class Claims:
 def check(
     output: str, overwrite: bool, claims: Claims, not_ours: str, hint: str, error=ValueError
 ) -> list[str]:
-    """The files `claim` would delete (relative names); raises `error` with one line where it
-    would refuse: glob characters in `output`, a link inside it, files without `overwrite`,
-    or files that {not_ours} ("{output} holds files that {not_ours}: NAMES; {hint}").
-    Deletes nothing."""
+    """The files under `output` (relative names) that `claim` deletes (the record among them,
+    which it rewrites instead). Raises `error` with one line where `claim` would refuse: glob
+    characters in `output`, a link inside it, files without `overwrite`, or files that
+    {not_ours} ("{output} holds files that {not_ours}: NAMES; {hint}"). Deletes nothing."""
     output = output.rstrip("/")
     if any(c in output for c in GLOB_CHARACTERS):
         raise error(f"--output {output}: an output path is literal and may not hold glob characters (*?[)")
