@@ -47,7 +47,7 @@ import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import evaluation_outputs as out
-from pipelines import report
+from pipelines import ownership, report
 from trainer.metrics import MetricsAccumulator, ScoredVideos
 
 _LOG = logging.getLogger("pipelines.compare")  # also under `python -m` (__main__)
@@ -462,13 +462,20 @@ def write_comparison(output: str, comparison: dict) -> dict:
     return paths
 
 
+COMPARISON_CLAIMS = ownership.Claims("comparison", files=OUTPUT_FILES)
+_NOT_OURS, _HINT = "no comparison wrote", "choose another --output"
+
+
 def _check_output(output: str, directories: Sequence[str], overwrite: bool) -> None:
+    """Refuse an output that is a compared run or that `--overwrite` could not replace
+    (`pipelines.ownership`); deletes nothing (that waits until the comparison is made)."""
     output = output.rstrip("/")
     if output in {d.rstrip("/") for d in directories}:
         raise UsageError(f"--output {output} is one of the compared runs; its report.html would be replaced")
     existing = [name for name in OUTPUT_FILES if FileSystems.exists(out.join(output, name))]
     if existing and not overwrite:
         raise UsageError(f"{output} already holds {', '.join(existing)}; pass --overwrite to replace them")
+    ownership.check(output, overwrite, COMPARISON_CLAIMS, _NOT_OURS, _HINT, UsageError)
 
 
 # ----- command line ---------------------------------------------------------------------------------
@@ -529,7 +536,9 @@ def run(argv=None) -> int:
         comparison = compare_runs(
             args.runs, labels, args.bootstrap, args.confidence, args.seed, args.intersect
         )
+        ownership.claim(args.output, args.overwrite, COMPARISON_CLAIMS, _NOT_OURS, _HINT, UsageError)
         paths = write_comparison(args.output, comparison)
+        ownership.commit(args.output, COMPARISON_CLAIMS)
     except UsageError as error:
         print(f"fewframes compare: error: {error}", file=sys.stderr)
         return 2

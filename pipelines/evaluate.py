@@ -30,7 +30,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
 from pipelines import evaluation_outputs as out
-from pipelines import failures, manifest, runner, scoring, write
+from pipelines import failures, manifest, ownership, runner, scoring
 from trainer.labels import Vocabulary
 from trainer.metrics import DEFAULT_TOP_K, MetricsAccumulator, ScoredVideos
 
@@ -330,15 +330,21 @@ def parse_args(argv, labels: bool = True, prog: str = "fewframes evaluate"):
     return args, beam_args
 
 
+EVALUATION_CLAIMS = ownership.Claims(
+    "evaluation",
+    files=OUTPUT_ENTRIES,
+    shards=((out.FAILED_PREFIX, ".jsonl"),),
+    # Beam's sinks write into beam-temp-NAME-UUID/ beside their files, then rename.
+    trees=tuple(f"beam-temp-{name}-" for name in (out.FAILED_PREFIX, "predictions", "videos")),
+)  # every file evaluate and predict may write under their output
+
+
 def prepare_output(output: str, overwrite: bool) -> None:
-    """Refuse an output holding files; with `overwrite`, delete an earlier run's files only."""
-    write.clear_output(
-        output, overwrite, _is_output_entry, "no evaluation wrote", "choose another --output", UsageError
+    """Refuse an output holding files; with `overwrite`, delete an earlier run's files only
+    (`pipelines.ownership`), then record what this run may write."""
+    ownership.claim(
+        output, overwrite, EVALUATION_CLAIMS, "no evaluation wrote", "choose another --output", UsageError
     )
-
-
-def _is_output_entry(name: str) -> bool:
-    return "/" not in name and (name in OUTPUT_ENTRIES or name.startswith(out.FAILED_PREFIX + "-"))
 
 
 # ----- the pipeline -----------------------------------------------------------------------------
@@ -512,6 +518,7 @@ def run(argv=None, test_pipeline=None, labels: bool = True, prog: str = "fewfram
         from pipelines.report import write_evaluation_report
 
         write_evaluation_report(args.output.rstrip("/"))
+    ownership.commit(args.output, EVALUATION_CLAIMS)
     return summary
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import sys
 import tempfile
 
@@ -23,16 +22,18 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, SetupOptions
 
-from pipelines import failures, manifest, read, runner, transform, write
+from pipelines import failures, manifest, ownership, read, runner, transform, write
 from pipelines.coders import VideoRow
 from pipelines.parse import INDEX_KEY, SOURCE_KEY, ParseConfig, RecordParser
 from schemas import features as F
 from schemas import raw
 from schemas.preprocessed import (
-    DATASET_ENTRIES,
     ERRORS_DIR,
     FORMATS,
     MANIFEST_NAME,
+    PARQUET,
+    SHARD_PREFIX,
+    TFRECORD,
     TRANSFORM_DIR,
     DatasetLayout,
 )
@@ -220,19 +221,40 @@ def _parse_args(argv):
     return args, beam_args
 
 
+FAILURES_NAME, DUPLICATES_NAME = "failures", "duplicate_ids"  # dead-letter shards under errors/
+DATASET_CLAIMS = ownership.Claims(
+    "dataset",
+    files=(MANIFEST_NAME,),
+    shards=(
+        (f"{PARQUET}/{SHARD_PREFIX}", ".parquet"),
+        (f"{TFRECORD}/{SHARD_PREFIX}", ".tfrecord"),
+        (f"{TFRECORD}/{SHARD_PREFIX}", ".tfrecord.gz"),
+        *((f"{ERRORS_DIR}/{name}", ".jsonl") for name in (FAILURES_NAME, DUPLICATES_NAME)),
+    ),
+    trees=(
+        # Beam's sinks write into beam-temp-PREFIX-UUID/ beside their shards, then rename.
+        *(f"{fmt}/beam-temp-{SHARD_PREFIX}-" for fmt in FORMATS),
+        *(f"{ERRORS_DIR}/beam-temp-{name}-" for name in (FAILURES_NAME, DUPLICATES_NAME)),
+        # TFT's WriteTransformFn (or --transform-from's copy of one) fills these.
+        *(
+            f"{TRANSFORM_DIR}/{d}/"
+            for d in (transform.TRANSFORM_FN_DIR, "transformed_metadata", "transform_tmp")
+        ),
+    ),
+)  # every file a dataset job (preprocess, teacher-targets) may write under its output
+
+
 def prepare_output(output: str, overwrite: bool) -> None:
-    """Refuse a non-empty output; with `overwrite`, delete the old dataset's files only."""
-    write.clear_output(
+    """Refuse a non-empty output; with `overwrite`, delete the old dataset's files only
+    (`pipelines.ownership`), then record what this run may write."""
+    ownership.claim(
         output,
         overwrite,
-        lambda name: name.split("/", 1)[0] in DATASET_ENTRIES,
+        DATASET_CLAIMS,
         "are not part of a fewframes dataset",
         "--overwrite only replaces a dataset, so choose another --output",
         UsageError,
     )
-    if overwrite and FileSystems.get_scheme(output) is None:  # local: also remove emptied directories
-        for entry in DATASET_ENTRIES:
-            shutil.rmtree(os.path.join(output.rstrip("/"), entry), ignore_errors=True)
 
 
 def _normalization_entry(args) -> dict:
@@ -309,11 +331,13 @@ def build_pipeline(pipeline, args, layout: DatasetLayout, input_files: list) -> 
     written = write.write_formats(rows, output, layout, args)
     # Everything the manifest must wait for: it is written last, so a manifest means a
     # complete dataset (a job that fails earlier leaves none).
-    completed = [all_failures | "WriteFailures" >> failures.WriteJsonLines(f"{output}/{ERRORS_DIR}/failures")]
+    completed = [
+        all_failures | "WriteFailures" >> failures.WriteJsonLines(f"{output}/{ERRORS_DIR}/{FAILURES_NAME}")
+    ]
     completed.append(
         duplicates
         | "DescribeDuplicates" >> beam.Map(_duplicate_report, dropping=args.drop_duplicate_ids)
-        | "WriteDuplicates" >> failures.WriteJsonLines(f"{output}/{ERRORS_DIR}/duplicate_ids")
+        | "WriteDuplicates" >> failures.WriteJsonLines(f"{output}/{ERRORS_DIR}/{DUPLICATES_NAME}")
     )
     if args.zscore:
         completed.append(
@@ -402,6 +426,7 @@ def run(argv=None, test_pipeline=None) -> dict:
     build_pipeline(pipeline, args, layout, input_files)
     result = pipeline.run()
     result.wait_until_finish()
+    ownership.commit(args.output, DATASET_CLAIMS)
     summary = manifest.read_json(f"{args.output.rstrip('/')}/{MANIFEST_NAME}")
     summary["counters"], reading = _metrics(result)
     if reading:

@@ -35,10 +35,10 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import PredictionResult
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
-from pipelines import failures, manifest, runner, scoring, write
+from pipelines import failures, manifest, ownership, runner, scoring, write
 from pipelines.coders import VideoRow
 from pipelines.inference import _ExportHandler
-from pipelines.preprocess import prepare_output
+from pipelines.preprocess import DATASET_CLAIMS, prepare_output
 from schemas import features as F
 from schemas.preprocessed import (
     ERRORS_DIR,
@@ -382,6 +382,7 @@ def run(argv=None, test_pipeline=None) -> dict:
     build_pipeline(pipeline, args, plan)
     result = pipeline.run()
     result.wait_until_finish()
+    ownership.commit(args.output, DATASET_CLAIMS)
     return manifest.read_json(f"{args.output.rstrip('/')}/{MANIFEST_NAME}")
 
 

@@ -6,14 +6,11 @@ leaves no partial shard under the output directory.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io import filebasedsink
 from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.iobase import Write
 
 from pipelines.coders import VideoRow, row_nbytes
@@ -151,24 +148,3 @@ def write_formats(rows, output: str, layout: DatasetLayout, args) -> dict:
             output, layout, args.tfrecord_compression, args.num_shards
         )
     return written
-
-
-def clear_output(
-    output: str, overwrite: bool, is_ours: Callable[[str], bool], not_ours: str, hint: str, error=ValueError
-) -> None:
-    """Refuse an output directory that holds files; with `overwrite`, delete them, but only
-    when every one is a file the job owns (`is_ours(path relative to output)`).
-
-    Raises `error`: "pass --overwrite" without it, or "{output} holds files that
-    {not_ours} (e.g. ...); {hint}" when a file is someone else's (nothing is deleted).
-    """
-    output = output.rstrip("/")
-    existing = [m.path for m in FileSystems.match([output + "/**"])[0].metadata_list]
-    if not existing:
-        return
-    if not overwrite:
-        raise error(f"{output} already holds files ({len(existing)}); pass --overwrite to replace them")
-    foreign = [p for p in existing if not is_ours(p[len(output) + 1 :])]
-    if foreign:
-        raise error(f"{output} holds files that {not_ours} (e.g. {foreign[0]}); {hint}")
-    FileSystems.delete(existing)

@@ -40,7 +40,6 @@ FORMATS = (PARQUET, TFRECORD)
 ERRORS_DIR = "errors"
 TRANSFORM_DIR = "transform"
 SHARD_PREFIX = "part"
-DATASET_ENTRIES = (MANIFEST_NAME, PARQUET, TFRECORD, ERRORS_DIR, TRANSFORM_DIR)
 ARROW_METADATA_KEY = b"fewframes.layout"
 
 # Column roles: how a column is typed in each representation.

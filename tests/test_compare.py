@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from pipelines import compare
+from pipelines import compare, ownership
 from pipelines import evaluation_outputs as out
 from tests.conftest import REPO_ROOT
 from tests.evaluation_fixture import data_values, inline_images, png_size, write_evaluation_dir
@@ -303,6 +303,27 @@ def test_refuses_bad_flags_and_outputs(runs, tmp_path, capsys):
     assert "already holds comparison.csv" in _error(
         [a, b, "--output", tmp_path / "o", "--bootstrap", "5"], capsys
     )
+
+
+def test_overwrite_never_replaces_an_evaluations_report(runs, tmp_path, capsys):
+    root, _ = runs
+    evaluation = tmp_path / "eval"
+    shutil.copytree(root / "teacher", evaluation)
+    before = {p.name: p.read_bytes() for p in evaluation.iterdir()}
+    argv = [root / "teacher", root / "every10", "--output", evaluation, "--bootstrap", "5", "--overwrite"]
+    assert "holds files that no comparison wrote: metrics.json" in _error(argv, capsys)
+    assert {p.name: p.read_bytes() for p in evaluation.iterdir()} == before
+    # Its own earlier comparison it replaces, and records the files it wrote.
+    assert compare.run([str(a) for a in argv[:3]] + [str(tmp_path / "cmp"), "--bootstrap", "5"]) == 0
+    (tmp_path / "cmp" / "notes.txt").write_text("mine")
+    assert "no comparison wrote: notes.txt;" in _error([*argv[:3], tmp_path / "cmp", "--overwrite"], capsys)
+    (tmp_path / "cmp" / "notes.txt").unlink()
+    assert (
+        compare.run([str(a) for a in argv[:3]] + [str(tmp_path / "cmp"), "--bootstrap", "5", "--overwrite"])
+        == 0
+    )
+    owned = json.loads((tmp_path / "cmp" / ownership.OWNED_NAME).read_text())
+    assert owned["kind"] == "comparison" and owned["files"] == sorted(compare.OUTPUT_FILES)
 
 
 def test_module_entry_point(runs, tmp_path):

@@ -12,7 +12,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines import evaluate, predict, tfrecord_io
+from pipelines import evaluate, ownership, predict, tfrecord_io
 from pipelines import evaluation_outputs as out
 from pipelines.runner import local_runner
 from pipelines.synth import SynthConfig, generate
@@ -298,6 +298,68 @@ def test_an_output_holding_files_needs_overwrite(student_export, tiny_frame_data
             "--overwrite",
         )
     assert (tmp_path / "notes.txt").exists()
+
+
+def _fake_evaluation(directory: pathlib.Path) -> dict:
+    """An evaluation output's files as today's evaluate names them; path -> contents."""
+    directory.mkdir(parents=True)
+    files = {
+        directory / out.METRICS_FILE: "{}",
+        directory / out.PREDICTIONS_CSV: "VideoId,LabelConfidencePairs\n",
+        directory / "failed-00000-of-00001.jsonl": "",
+    }
+    for path, text in files.items():
+        path.write_text(text)
+    return files
+
+
+def test_evaluate_overwrite_keeps_a_sibling_output_named_by_a_glob(
+    student_export, tiny_frame_dataset, tmp_path
+):
+    sibling = _fake_evaluation(tmp_path / "eval" / "run1")
+    with pytest.raises(evaluate.UsageError, match=r"glob characters \(\*\?\[\)"):
+        _evaluate("--model", str(student_export), "--input", str(tiny_frame_dataset),
+                  "--output", str(tmp_path / "eval" / "run?"), "--overwrite")  # fmt: skip
+    assert {path: path.read_text() for path in sibling} == sibling
+    assert sorted(p.name for p in (tmp_path / "eval").iterdir()) == ["run1"]
+
+
+def test_evaluate_overwrite_deletes_only_the_files_an_evaluation_wrote(
+    student_export, tiny_frame_dataset, tmp_path
+):
+    output = tmp_path / "eval"
+    earlier = _fake_evaluation(output)
+    (output / "failed-cases-i-checked.txt").write_text("mine")
+    argv = ["--model", str(student_export), "--input", str(tiny_frame_dataset), "--output", str(output)]
+    with pytest.raises(evaluate.UsageError, match=r"no evaluation wrote: failed-cases-i-checked.txt;"):
+        _evaluate(*argv, "--overwrite")
+    assert all(path.read_text() == text for path, text in earlier.items())
+    (output / "failed-cases-i-checked.txt").unlink()
+    summary = _evaluate(*argv, "--overwrite", "--no-report")
+    assert json.loads((output / out.METRICS_FILE).read_text())["num_videos"] == summary["num_videos"] == 40
+    assert not (output / "failed-00000-of-00001.jsonl").read_text()  # this run's (empty) dead letters
+    owned = json.loads((output / ownership.OWNED_NAME).read_text())
+    assert owned["kind"] == "evaluation" and owned["shards"] == owned["trees"] == []
+    assert owned["files"] == sorted(p.name for p in output.iterdir() if p.name != ownership.OWNED_NAME)
+    # A dataset is not an evaluation's to replace, record or not.
+    with pytest.raises(evaluate.UsageError, match=r"no evaluation wrote \(a fewframes dataset output\)"):
+        _evaluate(*argv[:-1], str(tiny_frame_dataset), "--overwrite")
+
+
+def test_a_link_inside_an_evaluation_output_is_refused_and_its_target_untouched(
+    student_export, tiny_frame_dataset, tmp_path
+):
+    elsewhere = _fake_evaluation(tmp_path / "elsewhere")
+    output = tmp_path / "eval"
+    output.mkdir()
+    (output / "old").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    argv = ["--model", str(student_export), "--input", str(tiny_frame_dataset), "--output", str(output)]
+    with pytest.raises(evaluate.UsageError, match="holds a link, old -> .*elsewhere"):
+        _evaluate(*argv, labels=False)
+    with pytest.raises(evaluate.UsageError, match="holds a link, old -> .*elsewhere"):
+        _evaluate(*argv, "--overwrite")
+    assert {path: path.read_text() for path in elsewhere} == elsewhere
+    assert [p.name for p in output.iterdir()] == ["old"]
 
 
 def test_predict_on_unlabelled_test_shards_with_a_category_filter(student_export, tmp_path):

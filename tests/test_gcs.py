@@ -126,7 +126,38 @@ def test_preprocess_reads_and_writes_gs_paths(gcs, tmp_path):
         ]
     )
     assert again["input_files"] == 1
-    assert not any(b.name.startswith("ds/tfrecord/") for b in gcs.list_blobs(BUCKET, prefix="ds/"))
+    names = sorted(b.name for b in gcs.list_blobs(BUCKET, prefix="ds/"))
+    assert not any(name.startswith("ds/tfrecord/") for name in names)
+    owned = json.loads(bucket.blob("ds/.fewframes-owned").download_as_bytes())
+    assert owned["files"] == [name[len("ds/") :] for name in names if name != "ds/.fewframes-owned"]
+
+
+def test_overwrite_on_gs_deletes_a_crashed_runs_files_and_refuses_anyone_elses(gcs):
+    from pipelines import ownership
+
+    bucket = gcs.bucket(BUCKET)
+    output = f"gs://{BUCKET}/owned"
+    claims = ownership.Claims("dataset", files=("manifest.json",), shards=(("parquet/part", ".parquet"),),
+                              trees=("parquet/beam-temp-part-",))  # fmt: skip
+    ownership.claim(output, False, claims, "are not ours", "choose another --output")
+    # What a run that crashed mid-write leaves: a shard, its sink's temp files, no manifest.
+    crashed = ["owned/parquet/part-00000-of-00002.parquet", "owned/parquet/beam-temp-part-0a1b/3c4d.parquet"]
+    for name in crashed:
+        bucket.blob(name).upload_from_string("rows")
+    bucket.blob("owned2/manifest.json").upload_from_string("a sibling whose name extends ours")
+    bucket.blob("owned/parquet/my_notes.txt").upload_from_string("mine")
+    with pytest.raises(ValueError, match="are not ours: parquet/my_notes.txt; choose another"):
+        ownership.claim(output, True, claims, "are not ours", "choose another --output")
+    assert all(bucket.blob(name).exists() for name in crashed)
+    bucket.blob("owned/parquet/my_notes.txt").delete()
+    ownership.claim(output, True, claims, "are not ours", "choose another --output")
+    assert [b.name for b in gcs.list_blobs(BUCKET, prefix="owned")] == [
+        "owned/.fewframes-owned",
+        "owned2/manifest.json",
+    ]
+    with pytest.raises(ValueError, match="glob characters"):
+        ownership.claim(f"gs://{BUCKET}/owned?", True, claims, "are not ours", "choose another --output")
+    assert bucket.blob("owned2/manifest.json").download_as_text() == "a sibling whose name extends ours"
 
 
 def test_missing_gs_input_is_a_clear_error(gcs):

@@ -13,7 +13,7 @@ import tensorflow as tf
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines import preprocess, tfrecord_io
+from pipelines import ownership, preprocess, tfrecord_io
 from pipelines.parse import ParseConfig
 from pipelines.runner import local_runner
 from pipelines.synth import SynthConfig, generate
@@ -299,12 +299,78 @@ def test_existing_dataset_is_refused_unless_overwrite(damaged_input, tmp_path):
     stale = output / "parquet" / "part-00007-of-00009.parquet"
     stale.parent.mkdir()
     stale.write_bytes(b"an old shard")
-    (output / "errors" / "old").mkdir(parents=True)
-    (output / "errors" / "old" / "failures.jsonl").write_text("{}")
+    # A dataset written before ownership records: every file is one a dataset job writes by name
+    # (a crashed run's sink temp directory included), so --overwrite replaces it.
+    (output / "errors").mkdir()
+    (output / "errors" / "failures-00002-of-00003.jsonl").write_text("{}")
+    crashed = output / "tfrecord" / "beam-temp-part-0123456789abcdef0123456789abcdef"
+    crashed.mkdir(parents=True)
+    (crashed / "7e4c1b0a-shard").write_bytes(b"half a shard")
     summary = _run(damaged_input["dir"], output, "--overwrite", "--view", "uniform:3")
     assert summary["view"] == "uniform:3" and json.loads((output / "manifest.json").read_text())["balanced"]
-    assert not stale.exists() and not (output / "errors" / "old").exists()
+    assert not stale.exists() and not (output / "tfrecord").exists()
     assert [p.name for p in (output / "parquet").iterdir()] == ["part-00000-of-00001.parquet"]
+    owned = json.loads((output / ownership.OWNED_NAME).read_text())
+    assert owned["kind"] == "dataset" and owned["shards"] == owned["trees"] == []
+    assert owned["files"] == sorted(
+        p.relative_to(output).as_posix()
+        for p in output.rglob("*")
+        if p.is_file() and p.name != ownership.OWNED_NAME
+    )
+
+
+def _fake_dataset(directory: pathlib.Path) -> dict:
+    """A dataset's files as today's jobs name them; path -> contents."""
+    files = {
+        directory / "manifest.json": "{}",
+        directory / "parquet" / "part-00000-of-00001.parquet": "rows",
+        directory / "errors" / "failures-00000-of-00001.jsonl": "",
+    }
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return files
+
+
+def test_overwrite_keeps_a_sibling_dataset_named_by_a_glob(damaged_input, tmp_path):
+    sibling = _fake_dataset(tmp_path / "out" / "run1")
+    with pytest.raises(preprocess.UsageError, match=r"glob characters \(\*\?\[\)"):
+        _run(damaged_input["dir"], tmp_path / "out" / "run?", "--overwrite")
+    assert {path: path.read_text() for path in sibling} == sibling
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["run1"]
+
+
+def test_overwrite_refuses_naming_the_files_no_dataset_job_wrote(damaged_input, tmp_path):
+    output = tmp_path / "ds"
+    _run(damaged_input["dir"], output)
+    mine = {"errors/my_notes.txt": "notes", "parquet/.keep": "", "transform/mine/x": "analysis"}
+    for name, text in mine.items():
+        (output / name).parent.mkdir(parents=True, exist_ok=True)
+        (output / name).write_text(text)
+    before = {p: p.read_bytes() for p in output.rglob("*") if p.is_file()}
+    with pytest.raises(preprocess.UsageError, match="not part of a fewframes dataset") as refused:
+        _run(damaged_input["dir"], output, "--overwrite")
+    assert all(name in str(refused.value) for name in mine)
+    # Without the record (a dataset from before ownership records) the same files are refused.
+    (output / ownership.OWNED_NAME).unlink()
+    del before[output / ownership.OWNED_NAME]
+    with pytest.raises(preprocess.UsageError, match="errors/my_notes.txt, parquet/.keep, transform/mine/x;"):
+        _run(damaged_input["dir"], output, "--overwrite")
+    assert {p: p.read_bytes() for p in output.rglob("*") if p.is_file()} == before
+
+
+def test_a_link_inside_the_output_is_refused_and_its_target_untouched(damaged_input, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "part-00000-of-00001.parquet").write_text("precious")
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "parquet").symlink_to(elsewhere, target_is_directory=True)
+    for extra in ((), ("--overwrite",)):
+        with pytest.raises(preprocess.UsageError, match=r"holds a link, parquet -> .*elsewhere"):
+            _run(damaged_input["dir"], output, *extra)
+    assert [p.name for p in elsewhere.iterdir()] == ["part-00000-of-00001.parquet"]
+    assert (elsewhere / "part-00000-of-00001.parquet").read_text() == "precious"
 
 
 def test_overwrite_never_deletes_files_that_are_not_a_dataset(damaged_input, tmp_path):
@@ -454,3 +520,28 @@ def test_no_duplicate_check_says_so_and_still_balances(damaged_input, tmp_path):
     assert "duplicate ids: not checked" in preprocess.format_summary(summary, 1.0)
     with pytest.raises(SystemExit):
         _run(damaged_input["dir"], tmp_path / "other", "--no-duplicate-check", "--drop-duplicate-ids")
+
+
+def test_the_claims_recorded_before_a_run_own_every_sinks_temporary_files(tmp_path):
+    """A run that crashes mid-write leaves Beam's temp directories behind; the claims written
+    before it started must own their files, so that --overwrite can delete them."""
+    from apache_beam.coders.coders import ToBytesCoder
+    from apache_beam.io.filebasedsink import FileBasedSink
+
+    from pipelines import evaluate, write
+
+    output = str(tmp_path / "out")
+    sinks = {
+        preprocess.DATASET_CLAIMS: [
+            write.shard_prefix(output, "parquet"),
+            write.shard_prefix(output, "tfrecord"),
+            f"{output}/errors/{preprocess.FAILURES_NAME}",
+            f"{output}/errors/{preprocess.DUPLICATES_NAME}",
+        ],
+        evaluate.EVALUATION_CLAIMS: [f"{output}/{name}" for name in ("failed", "predictions", "videos")],
+    }
+    for claims, prefixes in sinks.items():
+        for prefix in prefixes:
+            temp = FileBasedSink(prefix, ToBytesCoder())._create_temp_dir(prefix)
+            assert claims.owns(f"{temp[len(output) + 1 :]}/0f1e2d3c-4b5a.tmp"), (claims.kind, temp)
+        assert not claims.owns("beam-temp-notes/x") and not claims.owns("errors/beam-temp-x-1/y")
