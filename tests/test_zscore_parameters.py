@@ -99,12 +99,23 @@ def test_a_saved_model_that_writes_a_file_is_refused_and_never_run(constant_dim,
     """The issue's crafted `transform_fn`: reading it as data neither runs it nor accepts it."""
     import shutil
 
-    import tensorflow as tf
-
     dataset = tmp_path / "crafted"
     shutil.copytree(constant_dim / "train", dataset)
     legacy = _make_legacy(dataset)
     victim = tmp_path / "written-by-the-dataset"
+    _replace_with_crafted_transform_fn(dataset, victim)
+    with pytest.raises(
+        Z.ZScoreError, match="not the z-score analysis fewframes writes.*preprocess the dataset"
+    ):
+        zscore_parameters(str(dataset), legacy)
+    assert not victim.exists()
+
+
+def _replace_with_crafted_transform_fn(dataset, victim) -> None:
+    """The issue's reproduction: a `transform_fn` that writes a file when it runs."""
+    import shutil
+
+    import tensorflow as tf
 
     class Crafted(tf.Module):
         @tf.function(input_signature=[{"frame": tf.TensorSpec([None, 1152], tf.float32)}])
@@ -115,10 +126,23 @@ def test_a_saved_model_that_writes_a_file_is_refused_and_never_run(constant_dim,
     transform_fn = dataset / TRANSFORM_DIR / transform.TRANSFORM_FN_DIR
     shutil.rmtree(transform_fn)
     tf.saved_model.save(Crafted(), str(transform_fn))
-    with pytest.raises(
-        Z.ZScoreError, match="not the z-score analysis fewframes writes.*preprocess the dataset"
-    ):
-        zscore_parameters(str(dataset), legacy)
+
+
+def test_training_on_a_dataset_with_a_crafted_transform_fn_never_runs_it(constant_dim, tmp_path):
+    import shutil
+
+    from trainer import task
+
+    dataset = tmp_path / "crafted"
+    shutil.copytree(constant_dim / "train", dataset)
+    victim = tmp_path / "written-by-the-dataset"
+    _replace_with_crafted_transform_fn(dataset, victim)
+    summary = task.train_from_argv(
+        ["--train", str(dataset), "--job-dir", str(tmp_path / "job"), "--mode", "student",
+         "--student", "video-logistic", "--epochs", "1", "--batch-size", "4", "--no-export"],
+        verbose=0,
+    )  # fmt: skip
+    assert summary["outcome"] == "completed"
     assert not victim.exists()
 
 
