@@ -91,8 +91,11 @@ def test_a_dataset_without_the_arrays_gives_the_same_parameters_from_its_graph_u
     shutil.copytree(constant_dim / "train", dataset)
     expected = zscore_parameters(str(dataset), _manifest(dataset))
     legacy = _make_legacy(dataset)
-    got = zscore_parameters(str(dataset), legacy)
-    assert all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True))
+    mean, scale = zscore_parameters(str(dataset), legacy)
+    assert all(np.array_equal(a, b) for a, b in zip((mean, scale), expected, strict=True))
+    frames = np.random.default_rng(4).normal(size=(20, 1152)).astype(np.float32)
+    by_saved_model = np.asarray(transform.FrameNormalizer(str(dataset / TRANSFORM_DIR))(frames))
+    np.testing.assert_allclose((frames - mean) / scale, by_saved_model, rtol=1e-6, atol=1e-6)
 
 
 def test_a_saved_model_that_writes_a_file_is_refused_and_never_run(constant_dim, tmp_path):
