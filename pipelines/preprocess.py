@@ -358,7 +358,7 @@ def build_pipeline(pipeline, args, layout: DatasetLayout, input_files: list) -> 
         )
         completed.append(parameters_sha256)
         late["normalization"] = parameters_sha256 | "NormalizationEntry" >> beam.Map(
-            lambda sha, args: _normalization_entry(args, sha), args=args
+            lambda sha, entry: {**entry, "parameters_sha256": sha}, entry=_normalization_entry(args)
         )
     stats = rows | "SummarizeDataset" >> beam.CombineGlobally(manifest.DatasetStatsFn(args.num_classes))
     # Counted on each side, not on their Flatten: flattening would carry every raw
