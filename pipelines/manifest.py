@@ -153,14 +153,16 @@ def write_last(
     completed: list,
     duplicates: dict,
     duplicate_count=None,
+    late=None,
 ) -> None:
     """Add the step that writes the manifest to `path` once every other output is written.
 
     `stats` (`DatasetStatsFn`) and `read_count` are one-element PCollections,
     `all_failures` the dead letters, `written` format -> file names, `completed` the
     other writes to wait for; `duplicates` the duplicate check's flags, with its count
-    from `duplicate_count` (0 without). A manifest therefore means a complete dataset,
-    and a run whose records do not balance fails after writing it.
+    from `duplicate_count` (0 without); `late` maps manifest keys to one-element
+    PCollections whose values the job computes (they replace `base`'s). A manifest
+    therefore means a complete dataset, and a run whose records do not balance fails after writing it.
     """
     by_stage = all_failures | "CountFailures" >> beam.CombineGlobally(
         CountByKeyFn(lambda record: record["stage"])
@@ -173,11 +175,19 @@ def write_last(
     }
     if duplicate_count is not None:
         side["duplicate_count"] = beam.pvalue.AsSingleton(duplicate_count)
+    late = late or {}
+    late_side = {f"late_{i}": beam.pvalue.AsSingleton(value) for i, value in enumerate(late.values())}
 
     def write(_, stats, read_count, failures_by_stage, completed, duplicate_count=0, **outputs):
         del completed  # a side input only so that this step runs after every other write
+        late_values = {key: outputs.pop(f"late_{i}") for i, key in enumerate(late)}
         result = build_manifest(
-            base, stats, read_count, failures_by_stage, {"count": duplicate_count, **duplicates}, outputs
+            {**base, **late_values},
+            stats,
+            read_count,
+            failures_by_stage,
+            {"count": duplicate_count, **duplicates},
+            outputs,
         )
         write_json(path, result)
         if not result["balanced"]:
@@ -191,7 +201,7 @@ def write_last(
     (
         pipeline
         | "ManifestTrigger" >> beam.Create([None])
-        | "WriteManifest" >> beam.Map(write, **side, **file_lists)
+        | "WriteManifest" >> beam.Map(write, **side, **late_side, **file_lists)
     )
 
 

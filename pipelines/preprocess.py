@@ -27,6 +27,7 @@ from pipelines.coders import VideoRow
 from pipelines.parse import INDEX_KEY, SOURCE_KEY, ParseConfig, RecordParser
 from schemas import features as F
 from schemas import raw
+from schemas import zscore as zscore_schema
 from schemas.preprocessed import (
     ERRORS_DIR,
     FORMATS,
@@ -257,26 +258,61 @@ def prepare_output(output: str, overwrite: bool) -> None:
     )
 
 
-def _normalization_entry(args) -> dict:
+def _normalization_entry(args, parameters_sha256: str | None = None) -> dict:
+    """The manifest's `normalization`; paths in it are relative to the dataset. An analysis
+    run's `parameters_sha256` is filled in by the pipeline once it has written the file."""
     zscore = "analyzed" if args.zscore else ("reused" if args.transform_from else "none")
-    return {
+    entry = {
         "chain": "dequantize -> concat rgb||audio -> l2 per frame"
         + (" -> z-score" if zscore != "none" else ""),
         "zscore": zscore,
         "transform_dir": TRANSFORM_DIR if zscore != "none" else None,
         "transform_from": args.transform_from,
     }
+    if zscore != "none":
+        entry["parameters"] = f"{TRANSFORM_DIR}/{zscore_schema.PARAMETERS_NAME}"
+        entry["parameters_sha256"] = parameters_sha256
+    return entry
 
 
-def _transform_source(source_dataset: str, output: str) -> str:
-    """The analysis directory `--transform-from` names, checked before anything is deleted."""
+def _transform_source(source_dataset: str, output: str) -> tuple[str, bytes]:
+    """The analysis directory `--transform-from` names and the bytes of its z-score
+    parameters file, checked before anything is deleted.
+
+    A source written before datasets stored `zscore.npz` gets one from the constants of
+    its SavedModel's graph (read, not run)."""
     if source_dataset.rstrip("/") == output.rstrip("/"):
         raise UsageError("--transform-from cannot name the output directory it would replace")
-    source = f"{source_dataset.rstrip('/')}/{TRANSFORM_DIR}"
+    dataset = source_dataset.rstrip("/")
+    source = f"{dataset}/{TRANSFORM_DIR}"
     saved_model = f"{source}/{transform.TRANSFORM_FN_DIR}/saved_model.pb"
     if not FileSystems.exists(saved_model):
         raise UsageError(f"--transform-from {source_dataset}: no analysis found ({saved_model} is missing)")
-    return source
+    try:
+        normalization = manifest.read_json(f"{dataset}/{MANIFEST_NAME}").get("normalization") or {}
+    except (OSError, ValueError) as error:
+        raise UsageError(
+            f"--transform-from {source_dataset}: cannot read its {MANIFEST_NAME} ({error})"
+        ) from None
+    try:
+        if "parameters" in normalization:
+            path = zscore_schema.dataset_path(
+                dataset, normalization["parameters"], "normalization.parameters"
+            )
+            with FileSystems.open(path) as stream:
+                data = stream.read()
+            if zscore_schema.sha256(data) != normalization.get("parameters_sha256"):
+                raise UsageError(
+                    f"--transform-from {source_dataset}: {path} does not match its manifest's sha256"
+                )
+            zscore_schema.decode(data, path)
+        else:
+            with FileSystems.open(saved_model) as stream:
+                mean, scale = zscore_schema.parameters_from_saved_model(stream.read(), saved_model)
+            data = zscore_schema.encode(mean, scale)
+    except (OSError, zscore_schema.ZScoreError) as error:
+        raise UsageError(f"--transform-from {source_dataset}: {error}") from None
+    return source, data
 
 
 def _detect_layout(args, input_paths: list[str]) -> DatasetLayout:
@@ -339,13 +375,14 @@ def build_pipeline(pipeline, args, layout: DatasetLayout, input_files: list) -> 
         | "DescribeDuplicates" >> beam.Map(_duplicate_report, dropping=args.drop_duplicate_ids)
         | "WriteDuplicates" >> failures.WriteJsonLines(f"{output}/{ERRORS_DIR}/{DUPLICATES_NAME}")
     )
+    late = {}
     if args.zscore:
-        completed.append(
-            rows
-            | "AnalyzeNormalization"
-            >> transform.AnalyzeFrameStatistics(
-                f"{output}/{TRANSFORM_DIR}", args.transform_temp_dir, layout.teacher_view
-            )
+        parameters_sha256 = rows | "AnalyzeNormalization" >> transform.AnalyzeFrameStatistics(
+            f"{output}/{TRANSFORM_DIR}", args.transform_temp_dir, layout.teacher_view
+        )
+        completed.append(parameters_sha256)
+        late["normalization"] = parameters_sha256 | "NormalizationEntry" >> beam.Map(
+            lambda sha, entry: {**entry, "parameters_sha256": sha}, entry=_normalization_entry(args)
         )
     stats = rows | "SummarizeDataset" >> beam.CombineGlobally(manifest.DatasetStatsFn(args.num_classes))
     # Counted on each side, not on their Flatten: flattening would carry every raw
@@ -372,7 +409,7 @@ def build_pipeline(pipeline, args, layout: DatasetLayout, input_files: list) -> 
         "input_files": len(input_files),
         "bytes_in": sum(m.size_in_bytes for m in input_files),
         "formats": args.format,
-        "normalization": _normalization_entry(args),
+        "normalization": _normalization_entry(args, getattr(args, "parameters_sha256", None)),
         "options": {
             **write.output_options(args),
             "drop_duplicate_ids": args.drop_duplicate_ids,
@@ -390,6 +427,7 @@ def build_pipeline(pipeline, args, layout: DatasetLayout, input_files: list) -> 
         completed=completed,
         duplicates={"dropped": args.drop_duplicate_ids, "checked": not args.no_duplicate_check},
         duplicate_count=duplicate_count,
+        late=late,
     )
 
 
@@ -406,7 +444,13 @@ def run(argv=None, test_pipeline=None) -> dict:
     transform_source = _transform_source(args.transform_from, args.output) if args.transform_from else None
     prepare_output(args.output, args.overwrite)
     if transform_source:
-        FileSystems.copy([transform_source + "/"], [f"{args.output.rstrip('/')}/{TRANSFORM_DIR}/"])
+        source, parameters = transform_source
+        FileSystems.copy([source + "/"], [f"{args.output.rstrip('/')}/{TRANSFORM_DIR}/"])
+        with FileSystems.create(
+            f"{args.output.rstrip('/')}/{TRANSFORM_DIR}/{zscore_schema.PARAMETERS_NAME}"
+        ) as stream:
+            stream.write(parameters)
+        args.parameters_sha256 = zscore_schema.sha256(parameters)
     args.transform_temp_dir = None
     if args.zscore:
         temp_location = options.view_as(GoogleCloudOptions).temp_location

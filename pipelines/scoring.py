@@ -76,6 +76,10 @@ class ScoringError(ValueError):
     """The model and the input do not fit, or one of them is not what it claims."""
 
 
+class InvalidExport(ScoringError):
+    """An export that is damaged or whose metadata file disagrees with its graph."""
+
+
 @dataclasses.dataclass(frozen=True)
 class ScoringPlan:
     export_dir: str
@@ -140,13 +144,18 @@ class ScoringPlan:
 
 # ----- planning ----------------------------------------------------------------------------
 def resolve_export(model: str, subdirs: tuple[str, ...] = ("export",)) -> tuple[str, dict]:
-    """An export directory (or a job dir holding one of `subdirs`) and its metadata."""
+    """An export directory (or a job dir holding one of `subdirs`) and its metadata, as
+    its graph's `metadata` signature gives it (`trainer.export.verified_metadata`)."""
+    from trainer.export import verified_metadata
+
     model = model.rstrip("/")
     for candidate in (model, *(FileSystems.join(model, d) for d in subdirs)):
         path = FileSystems.join(candidate, METADATA_NAME)
         if FileSystems.exists(path):
-            with FileSystems.open(path) as stream:
-                return candidate, json.loads(stream.read())
+            try:
+                return candidate, verified_metadata(candidate)
+            except ValueError as error:
+                raise InvalidExport(str(error)) from None
     raise ScoringError(
         f"--model {model} is neither a fewframes export nor a training job dir with export/ "
         f"(no {METADATA_NAME})"

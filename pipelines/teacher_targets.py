@@ -89,6 +89,8 @@ def resolve_teacher(teacher: str) -> tuple[str, dict]:
     """A teacher's export: the directory itself, or a teacher / parallel job dir's."""
     try:
         export_dir, metadata = scoring.resolve_export(teacher, TEACHER_EXPORT_DIRS)
+    except scoring.InvalidExport as error:
+        raise UsageError(f"--teacher {teacher}: {error}") from None
     except scoring.ScoringError:
         raise UsageError(
             f"--teacher {teacher} is neither a fewframes export nor a training job dir with "

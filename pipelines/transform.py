@@ -9,9 +9,10 @@ Only the statistics are data-dependent, so only they come from TFT: `preprocessi
 is the pure TFT function (z-score of l2-normalised frames), analysed over the frames
 a dataset stores (the full view when kept, else the student view; the means of a
 video-level dataset). The analysis (`transform/transform_fn`, a SavedModel) is
-written next to the data; `--transform-from` makes a validate/test run reuse the
-training run's analysis. Consumers load it with `tf.saved_model.load` and call it
-inside their own tf.function (TFT's own Keras layer is Keras 2, which we never use).
+written next to the data for TFT users, and its parameters as plain float32 arrays
+(`transform/zscore.npz`, `schemas.zscore`), which is what the trainer reads: a dataset
+is data, so nothing in `trainer/` runs the SavedModel. `--transform-from` makes a
+validate/test run reuse the training run's analysis.
 """
 
 from __future__ import annotations
@@ -74,8 +75,36 @@ def _tensor_adapter_config():
     return tensor_adapter.TensorAdapterConfig(_arrow_schema(), {FRAME: representation})
 
 
+def write_zscore_parameters(_, transform_dir: str) -> str:
+    """Write `transform_dir/zscore.npz` from the analysis this job just wrote; its sha256.
+
+    The arrays are TFT's own analysis outputs (the constants of the SavedModel's graph),
+    checked here to reproduce what the SavedModel computes before they are written.
+    """
+    from apache_beam.io.filesystems import FileSystems
+
+    from schemas import zscore
+
+    saved_model = f"{transform_dir}/{TRANSFORM_FN_DIR}/saved_model.pb"
+    with FileSystems.open(saved_model) as stream:
+        mean, scale = zscore.parameters_from_saved_model(stream.read(), saved_model)
+    probes = np.stack(
+        [np.zeros(FRAME_DIM, np.float32), np.ones(FRAME_DIM, np.float32), mean + scale, mean - 2 * scale]
+    )
+    applied = np.asarray(FrameNormalizer(transform_dir)(probes))
+    expected = (probes - mean) / scale
+    if not np.allclose(applied, expected, rtol=1e-6, atol=1e-6):
+        worst = float(np.max(np.abs(applied - expected)))
+        raise RuntimeError(f"the z-score read from {saved_model} differs from what it computes by {worst}")
+    data = zscore.encode(mean, scale)
+    with FileSystems.create(f"{transform_dir}/{zscore.PARAMETERS_NAME}") as stream:
+        stream.write(data)
+    return zscore.sha256(data)
+
+
 class AnalyzeFrameStatistics(beam.PTransform):
-    """Rows -> TFT analysis of the z-score, written to `output_dir/transform_fn`."""
+    """Rows -> TFT analysis of the z-score, written to `output_dir/transform_fn`, and its
+    parameters to `output_dir/zscore.npz`; the output is that file's sha256 (one element)."""
 
     def __init__(self, output_dir: str, temp_dir: str, teacher_view: bool, batch_size: int = 64):
         super().__init__()
@@ -96,11 +125,15 @@ class AnalyzeFrameStatistics(beam.PTransform):
             transform_fn = (frames, _tensor_adapter_config()) | "AnalyzeZScore" >> tft_beam.AnalyzeDataset(
                 preprocessing_fn
             )
-            return transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(self._output_dir)
+            written = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(self._output_dir)
+        return written | "WriteZScoreParameters" >> beam.Map(write_zscore_parameters, self._output_dir)
 
 
 class FrameNormalizer:
-    """Applies a saved analysis (TF): l2-normalised frames [..., 1152] -> z-scores."""
+    """Applies a saved analysis (TF): l2-normalised frames [..., 1152] -> z-scores.
+
+    It runs the SavedModel, so it is only for an analysis this job wrote (or a TFT user's
+    own); training reads `zscore.npz` instead."""
 
     def __init__(self, transform_dir: str):
         import tensorflow as tf

@@ -78,6 +78,10 @@ def test_validate_run_reuses_the_training_analysis(zscored):
         "zscore": "reused",
         "transform_dir": "transform",
         "transform_from": str(root / "train"),
+        "parameters": "transform/zscore.npz",
+        "parameters_sha256": json.loads((root / "train" / "manifest.json").read_text())["normalization"][
+            "parameters_sha256"
+        ],
     }
     train_fn = transform.FrameNormalizer(str(root / "train" / "transform")).zscore_parameters()
     validate_fn = transform.FrameNormalizer(str(root / "validate" / "transform")).zscore_parameters()

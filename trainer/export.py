@@ -43,6 +43,61 @@ def read_metadata(export_dir: str) -> dict:
     return json.loads(storage.read_text(path))
 
 
+class ExportError(ValueError):
+    """An export that cannot be loaded or whose metadata file disagrees with its graph."""
+
+
+def verified_metadata(export_dir: str) -> dict:
+    """The metadata of the export's graph (its `metadata` signature, which it is run
+    for), after checking that `fewframes_export.json` says the same.
+
+    The file is a copy for readers without TensorFlow; the graph is what scores, so a
+    file that disagrees with it (an edited view or class count) is refused rather than
+    believed. Any problem, from broken JSON to missing variables: `ExportError`, one line.
+    """
+    from trainer import storage
+
+    path = storage.join(export_dir, METADATA_NAME)
+    try:
+        written = json.loads(storage.read_text(path))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ExportError(f"{path} is not readable JSON ({_one_line(error)})") from None
+    if not isinstance(written, dict):
+        raise ExportError(f"{path} holds a JSON {type(written).__name__}, not the export's metadata object")
+    for needed in ("saved_model.pb", "variables"):
+        if not storage.exists(storage.join(export_dir, needed)):
+            raise ExportError(f"{export_dir} is an incomplete export: its {needed} is missing")
+    try:
+        import tensorflow as tf
+
+        model = tf.saved_model.load(export_dir)
+        in_graph = json.loads(model.signatures["metadata"]()["json"].numpy().decode())
+    except Exception as error:  # a damaged SavedModel fails in many ways; the message says which
+        raise ExportError(
+            f"{export_dir} cannot be loaded as a fewframes export ({_one_line(error)})"
+        ) from None
+    differing = sorted(k for k in set(written) | set(in_graph) if written.get(k) != in_graph.get(k))
+    if differing:
+        shown = "; ".join(
+            f"{k}: file {_short(written.get(k))}, graph {_short(in_graph.get(k))}" for k in differing[:4]
+        )
+        raise ExportError(
+            f"{path} disagrees with the export's metadata signature on {', '.join(differing)} ({shown}): "
+            "the graph is what scores, so restore the file or export again"
+        )
+    return in_graph
+
+
+def _one_line(error: Exception) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _short(value) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def weights_fingerprint(model) -> str:
     """SHA-256 of a model's weights (shapes, dtypes and values, in model order).
 

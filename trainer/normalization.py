@@ -18,16 +18,51 @@ L2_EPSILON = 1e-12  # tf.nn.l2_normalize's: x / sqrt(max(sum(x^2), epsilon))
 
 
 def zscore_parameters(dataset_dir: str, manifest: dict) -> tuple[np.ndarray, np.ndarray] | None:
-    """(mean, std) of the dataset's z-score analysis, or None when it has none."""
-    import os
+    """(mean, scale) of the dataset's z-score, or None when it has none.
 
-    normalization = manifest.get("normalization", {})
+    Read as data: the float32 arrays of `normalization.parameters` (checked against the
+    manifest's sha256), or for a dataset written before those existed, the constants of
+    its TFT SavedModel's GraphDef. Nothing from the dataset is executed. Paths in the
+    manifest are relative to the dataset and may not leave it. A problem: `ZScoreError`.
+    """
+    from schemas import zscore as Z
+    from trainer import storage
+
+    normalization = manifest.get("normalization") or {}
     if normalization.get("zscore", "none") == "none":
         return None
-    from pipelines.transform import FrameNormalizer
+    if "parameters" in normalization:
+        path = Z.dataset_path(dataset_dir, normalization["parameters"], "normalization.parameters")
+        data = _read(storage, path, "its z-score parameters")
+        expected = normalization.get("parameters_sha256")
+        if Z.sha256(data) != expected:
+            raise Z.ZScoreError(
+                f"{path} does not match the sha256 its manifest records ({expected}): the dataset's "
+                "z-score parameters were changed or damaged"
+            )
+        return Z.decode(data, path)
+    transform_dir = Z.dataset_path(
+        dataset_dir, normalization.get("transform_dir"), "normalization.transform_dir"
+    )
+    path = storage.join(transform_dir, "transform_fn", "saved_model.pb")
+    try:
+        return Z.parameters_from_saved_model(_read(storage, path, "its z-score analysis"), path)
+    except Z.ZScoreError as error:
+        raise Z.ZScoreError(
+            f"{error}; preprocess the dataset again (with --zscore, or --transform-from its training "
+            f"dataset) to store the parameters as {Z.PARAMETERS_NAME}"
+        ) from None
 
-    transform_dir = os.path.join(dataset_dir, normalization["transform_dir"])
-    return FrameNormalizer(transform_dir).zscore_parameters()
+
+def _read(storage, path: str, what: str) -> bytes:
+    from schemas.zscore import ZScoreError
+
+    try:
+        return storage.read_bytes(path)
+    except ValueError:  # RemoteStorageUnavailable says what to do
+        raise
+    except Exception as error:  # OSError locally, tf.errors.NotFoundError on gs://
+        raise ZScoreError(f"cannot read {what} {path}: {error}") from None
 
 
 @keras.saving.register_keras_serializable(package="fewframes")

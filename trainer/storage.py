@@ -54,6 +54,14 @@ def read_text(path: str) -> str:
         return f.read()
 
 
+def read_bytes(path: str) -> bytes:
+    if is_remote(path):
+        with _gfile().GFile(path, "rb") as f:
+            return f.read()
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def write_text(path: str, text: str) -> None:
     """Write whole or not at all: a reader never sees a half-written file."""
     if is_remote(path):

@@ -508,7 +508,7 @@ def _check_same_zscore(train, evaluation) -> None:
     ):
         raise InputMismatch(
             "the eval dataset's normalization differs from the training dataset's: preprocess it with "
-            "--transform-from <train dataset>/transform"
+            "--transform-from <train dataset dir>"
         )
 
 
