@@ -97,6 +97,35 @@ def test_command_line_mistakes_are_one_line_errors(tmp_path, tiny_frame_dataset,
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--learning-rate", "nan"], "learning_rate must be a finite number >= 0, not nan"),
+        (["--learning-rate", "-0.1"], "learning_rate must be a finite number >= 0, not -0.1"),
+        (["--clipnorm", "0"], "clipnorm must be a finite number > 0"),
+        (["--batch-size", "41"], "--batch-size 41 is larger than the 40 videos"),
+    ],
+)
+def test_a_run_that_cannot_train_is_refused_before_any_work(tmp_path, tiny_frame_dataset, argv, message,
+                                                             capsys):  # fmt: skip
+    code = task.main(_command(tiny_frame_dataset, tmp_path / "j", "--student", "mean-moe-small", *argv))
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "j" / "export").exists() and not (tmp_path / "j" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(
+    "flag,value", [("--shuffle-buffer", "0"), ("--max-steps-per-epoch", "-1"), ("--max-steps-per-epoch", "0")]
+)
+def test_step_and_example_counts_below_one_are_usage_errors(tmp_path, tiny_frame_dataset, flag, value,
+                                                            capsys):  # fmt: skip
+    with pytest.raises(SystemExit) as exit_:
+        task.main(_command(tiny_frame_dataset, tmp_path / "j", "--student", "mean-moe-small", flag, value))
+    assert exit_.value.code == 2
+    assert f"argument {flag}: {value} must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "j").exists()
+
+
 def test_a_job_dir_holding_another_run_is_refused(tmp_path, tiny_frame_dataset):
     base = _command(tiny_frame_dataset, tmp_path / "j", "--mode", "student", "--student", "mean-moe-small",
                     "--epochs", "1")  # fmt: skip

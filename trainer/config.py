@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 from schemas import features as F
 from schemas.views import View
@@ -139,9 +140,15 @@ class TrainConfig:
             raise ValueError("--targets is the training dataset; drop --train")
         if self.mode != SERIAL and self.teacher_dir:
             raise ValueError("--teacher-dir is only used by --mode serial")
-        for name in ("epochs", "batch_size", "checkpoint_every", "export_top_k"):
+        for name in ("epochs", "batch_size", "checkpoint_every", "export_top_k", "shuffle_buffer"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
+            raise ValueError("max_steps_per_epoch must be >= 1 (or unset: the whole epoch)")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate >= 0):
+            raise ValueError(f"learning_rate must be a finite number >= 0, not {self.learning_rate}")
+        if self.clipnorm is not None and not (math.isfinite(self.clipnorm) and self.clipnorm > 0):
+            raise ValueError(f"clipnorm must be a finite number > 0, not {self.clipnorm}")
         if self.input_format not in ("auto", "tfrecord", "parquet"):
             raise ValueError("--input-format must be auto, tfrecord or parquet")
         if self.mixed_precision not in ("auto", "on", "off"):

@@ -205,7 +205,9 @@ def _plan_targets(dataset_dir, layout, manifest, view, features, label_space, wh
 
 
 def steps_per_epoch(plan: InputPlan, batch_size: int) -> int:
-    return max(1, plan.num_videos // batch_size)
+    """Whole batches in an epoch (training drops the last partial one): 0 when the dataset
+    holds fewer videos than one batch."""
+    return plan.num_videos // batch_size
 
 
 def resolve_format(plan: InputPlan, requested: str, backend: str) -> str:

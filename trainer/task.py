@@ -82,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-space", choices=LABEL_SPACES, default="entities")
     p.add_argument("--vocabulary", help="vocabulary CSV (class names; needed by --label-space verticals)")
     p.add_argument("--input-format", choices=("auto", "tfrecord", "parquet"), default="auto")
-    p.add_argument("--shuffle-buffer", type=int, default=1024)
+    p.add_argument(
+        "--shuffle-buffer", type=_positive_int, default=1024, help="examples the shuffle draws from (>= 1)"
+    )
     p.add_argument(
         "--input-workers",
         type=int,
@@ -95,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prediction-loss", choices=PREDICTION_LOSSES, default="bernoulli_kl")
     p.add_argument("--mixed-precision", choices=("auto", "on", "off"), default="auto")
     p.add_argument("--top-k", type=int, default=20, help="classes the export returns per video")
-    p.add_argument("--max-steps-per-epoch", type=int, default=None)
+    p.add_argument("--max-steps-per-epoch", type=_positive_int, default=None)
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None, help="Keras fit verbosity")
     p.add_argument(
         "--no-export",
@@ -110,6 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--list-models", action="store_true", help="list the model presets and exit")
     return p
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a count of steps or examples)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
 
 
 def list_models() -> str:
@@ -285,6 +298,7 @@ def train(
     view = config.student_view
     offline = config.targets is not None
     plan = _train_plan(config, label_space)
+    _check_epoch_has_steps(plan, config)
     eval_plan = None
     if config.eval:
         eval_mode = STUDENT if offline else config.mode  # no teacher to evaluate offline
@@ -438,6 +452,21 @@ def _train_plan(config: TrainConfig, label_space):
     return I.plan_inputs(
         config.train, config.mode, config.student_view, config.features, label_space, targets=targets
     )
+
+
+def _check_epoch_has_steps(plan, config: TrainConfig) -> None:
+    """Refuse, before any work, a run whose epochs would train no step (it would export an
+    untrained model): training drops the last partial batch."""
+    from trainer import inputs as I
+
+    if plan.num_videos == 0:
+        raise UsageError(f"{config.train} holds no videos: nothing to train on")
+    if I.steps_per_epoch(plan, config.batch_size) == 0:
+        raise UsageError(
+            f"--batch-size {config.batch_size} is larger than the {plan.num_videos} videos of "
+            f"{config.train}: an epoch would train no step (the last partial batch is dropped); "
+            f"use --batch-size {plan.num_videos} or less"
+        )
 
 
 def _model_widths(plan, view) -> dict:
