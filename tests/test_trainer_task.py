@@ -134,6 +134,29 @@ def test_a_job_dir_holding_another_run_is_refused(tmp_path, tiny_frame_dataset):
         _train(base + ["--learning-rate", "0.5"])
 
 
+def test_a_job_dir_resumes_under_another_spelling_of_its_paths_and_after_a_move(
+    tmp_path, tiny_frame_dataset, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").symlink_to(tiny_frame_dataset.parent)
+    args = ["--mode", "student", "--student", "mean-moe-small", "--max-steps-per-epoch", "2"]
+    first = _train(_command("data/ds", "./jobs/x", *args, "--epochs", "1"))
+    assert first["global_step"] == 2
+    # The dataset by its absolute path, the job dir by its absolute path with a trailing slash.
+    second = _train(_command(tiny_frame_dataset, f"{tmp_path / 'jobs' / 'x'}/", *args, "--epochs", "2"))
+    assert second["outcome"] == "completed" and second["global_step"] == 4
+    (tmp_path / "jobs" / "x").rename(tmp_path / "moved")
+    third = _train(_command(tiny_frame_dataset, tmp_path / "moved", *args, "--epochs", "3"))
+    assert third["outcome"] == "completed" and third["global_step"] == 6
+    other = tmp_path / "other"
+    other.symlink_to(tiny_frame_dataset)  # resolves to the same files: the same dataset
+    _train(_command(other, tmp_path / "moved", *args, "--epochs", "3"))
+    # ... and another dataset is still another setting.
+    parsed = task.build_parser().parse_args(_command(tmp_path, "moved", *args))
+    with pytest.raises(task.UsageError, match=r"other settings \(train\)"):
+        task._write_or_check_config(task.config_from_args(parsed, {})[0], True)
+
+
 # ----- export apart from training (JAX / PyTorch jobs) -----------------------------------
 def test_a_job_without_export_is_exported_later_from_its_weights(tmp_path, tiny_frame_dataset, capsys):
     from trainer.export import LoadedExport
