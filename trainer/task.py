@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -24,7 +25,7 @@ import sys
 import time
 
 from schemas import features as F
-from trainer import storage
+from trainer import joblock, storage
 from trainer.config import (
     CONFIG_NAME,
     LABEL_SPACES,
@@ -255,6 +256,20 @@ def _gpu_visible() -> bool:
 
 
 # ----- the job --------------------------------------------------------------------------
+def _holding_job_lock(train_function):
+    """Run `train_function(config, checkpoint_dir, environ, ...)` holding the job dir's lock
+    (the chief only; `trainer.joblock`), released at its end, also on errors."""
+
+    @functools.wraps(train_function)
+    def locked(config: TrainConfig, checkpoint_dir: str, environ=None, *args, **kwargs):
+        chief, _ = cluster_role(os.environ if environ is None else environ)
+        with joblock.holding(config.job_dir, chief):
+            return train_function(config, checkpoint_dir, environ, *args, **kwargs)
+
+    return locked
+
+
+@_holding_job_lock
 def train(
     config: TrainConfig,
     checkpoint_dir: str,
