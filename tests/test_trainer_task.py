@@ -157,6 +157,29 @@ def test_a_job_dir_resumes_under_another_spelling_of_its_paths_and_after_a_move(
         task._write_or_check_config(task.config_from_args(parsed, {})[0], True)
 
 
+@pytest.mark.parametrize("damage", ["corrupted", "truncated"])
+def test_a_damaged_tfrecord_file_in_training_is_a_one_line_error_naming_it(
+    tmp_path, tiny_frame_dataset, damage, capsys
+):
+    import shutil
+
+    copy = tmp_path / "ds"
+    shutil.copytree(tiny_frame_dataset, copy)
+    damaged = copy / "tfrecord" / "part-00001-of-00002.tfrecord"
+    data = bytearray(damaged.read_bytes())
+    if damage == "corrupted":
+        data[len(data) // 2] ^= 0xFF
+    else:
+        del data[len(data) // 2 :]
+    damaged.write_bytes(bytes(data))
+    argv = _command(copy, tmp_path / "j", "--student", "mean-moe-small", "--input-format", "tfrecord")
+    assert task.main(argv + ["--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith(f"fewframes train: error: cannot read {damaged}: {damage} record at ")
+    assert not (tmp_path / "j" / "export").exists()
+
+
 # ----- export apart from training (JAX / PyTorch jobs) -----------------------------------
 def test_a_job_without_export_is_exported_later_from_its_weights(tmp_path, tiny_frame_dataset, capsys):
     from trainer.export import LoadedExport

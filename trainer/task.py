@@ -269,7 +269,32 @@ def _holding_job_lock(train_function):
     return locked
 
 
+def _naming_damaged_records(train_function):
+    """Turn tf.data's `DataLossError` of a damaged TFRecord file, which names no file, into
+    `UnreadableInput` naming it (as the Parquet reader's errors do)."""
+
+    @functools.wraps(train_function)
+    def naming(config: TrainConfig, *args, **kwargs):
+        try:
+            return train_function(config, *args, **kwargs)
+        except Exception as error:
+            tf = sys.modules.get("tensorflow")
+            if tf is None or not isinstance(error, tf.errors.DataLossError):
+                raise
+            from trainer import inputs as I
+
+            for dataset in (config.train, config.eval):
+                if dataset and "tfrecord" in I.load_layout(dataset)[1].get("formats", []):
+                    damaged = I.damaged_tfrecord(dataset)
+                    if damaged is not None:
+                        raise damaged from error
+            raise
+
+    return naming
+
+
 @_holding_job_lock
+@_naming_damaged_records
 def train(
     config: TrainConfig,
     checkpoint_dir: str,
