@@ -3,8 +3,9 @@
 The job dir holds `config.json` (the resolved configuration), `checkpoints/`,
 `logs/` (TensorBoard), `weights/` (final weights of each trained model), `export/`
 (the SavedModel the job produced: the student, or the teacher in `teacher` mode;
-`parallel` also writes `export_teacher/`) and `summary.json`. The same command
-resumes a preempted job from its last checkpoint.
+`parallel` also writes `export_teacher/`), `summary.json`, and while a training runs
+`train.lock` (`trainer.joblock`: one training per job dir). The same command resumes a
+preempted job from its last checkpoint.
 
 The export is a TensorFlow SavedModel, so only a job on the TensorFlow backend writes
 it at the end. A job on JAX or PyTorch (or one run with `--no-export`) saves its final
