@@ -309,6 +309,26 @@ def test_a_killed_job_resumes_mid_epoch_and_ends_where_an_uninterrupted_one_does
         np.testing.assert_allclose(got[name], expected[name], rtol=1e-4, atol=1e-5, err_msg=name)
 
 
+def test_a_truncated_checkpoint_named_by_state_json_resumes_from_the_previous_one(
+    tmp_path, tiny_frame_dataset, capsys
+):
+    argv = _command(tiny_frame_dataset, tmp_path / "j", "--student", "mean-moe-small",
+                    "--checkpoint-every", "1", "--max-steps-per-epoch", "3")  # fmt: skip
+    assert task.main(argv + ["--epochs", "1"]) == 0
+    checkpoints = tmp_path / "j" / "checkpoints"
+    newest = checkpoints / json.loads((checkpoints / STATE_NAME).read_text())["weights"]
+    assert newest.name == "ckpt-000000003.weights.h5"
+    newest.write_bytes(newest.read_bytes()[:2048])
+    summary = _train(argv + ["--epochs", "2"])  # from step 2: the rest of epoch 1, then epoch 2
+    assert summary["outcome"] == "completed" and summary["global_step"] == 6
+    for kept in checkpoints.glob("ckpt-*"):
+        kept.write_bytes(b"damaged")
+    capsys.readouterr()
+    assert task.main(argv + ["--epochs", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no kept checkpoint can be loaded" in err
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_frame_dataset, capsys):
     argv = _command(tiny_frame_dataset, tmp_path / "j", "--mode", "student", "--student", "mean-moe-small",
                     "--epochs", "3", "--learning-rate", "1e38", "--checkpoint-every", "1")  # fmt: skip
