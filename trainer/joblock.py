@@ -169,10 +169,17 @@ def _take_over_local(path: str, holder: dict) -> None:
 # ----- gs:// ----------------------------------------------------------------------------
 def _blob(path: str):
     """The lock object through google-cloud-storage (tf.io.gfile has no create-if-absent)."""
+    from google.auth.exceptions import GoogleAuthError
     from google.cloud import storage as gcs
 
     bucket, name = path[len("gs://") :].split("/", 1)
-    return gcs.Client().bucket(bucket).blob(name)
+    try:
+        client = gcs.Client(project=None)  # object requests need no project
+    except GoogleAuthError as error:
+        raise storage.RemoteStorageUnavailable(
+            f"cannot lock {_job_dir(path)}: no Google Cloud credentials ({error})"
+        ) from None
+    return client.bucket(bucket).blob(name)
 
 
 def _acquire_gcs(path: str, owner: dict) -> JobLock:
