@@ -97,12 +97,87 @@ def test_command_line_mistakes_are_one_line_errors(tmp_path, tiny_frame_dataset,
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--learning-rate", "nan"], "learning_rate must be a finite number >= 0, not nan"),
+        (["--learning-rate", "-0.1"], "learning_rate must be a finite number >= 0, not -0.1"),
+        (["--clipnorm", "0"], "clipnorm must be a finite number > 0"),
+        (["--batch-size", "41"], "--batch-size 41 is larger than the 40 videos"),
+    ],
+)
+def test_a_run_that_cannot_train_is_refused_before_any_work(tmp_path, tiny_frame_dataset, argv, message,
+                                                             capsys):  # fmt: skip
+    code = task.main(_command(tiny_frame_dataset, tmp_path / "j", "--student", "mean-moe-small", *argv))
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "j" / "export").exists() and not (tmp_path / "j" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(
+    "flag,value", [("--shuffle-buffer", "0"), ("--max-steps-per-epoch", "-1"), ("--max-steps-per-epoch", "0")]
+)
+def test_step_and_example_counts_below_one_are_usage_errors(tmp_path, tiny_frame_dataset, flag, value,
+                                                            capsys):  # fmt: skip
+    with pytest.raises(SystemExit) as exit_:
+        task.main(_command(tiny_frame_dataset, tmp_path / "j", "--student", "mean-moe-small", flag, value))
+    assert exit_.value.code == 2
+    assert f"argument {flag}: {value} must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "j").exists()
+
+
 def test_a_job_dir_holding_another_run_is_refused(tmp_path, tiny_frame_dataset):
     base = _command(tiny_frame_dataset, tmp_path / "j", "--mode", "student", "--student", "mean-moe-small",
                     "--epochs", "1")  # fmt: skip
     _train(base)
     with pytest.raises(task.UsageError, match="other settings.*learning_rate"):
         _train(base + ["--learning-rate", "0.5"])
+
+
+def test_a_job_dir_resumes_under_another_spelling_of_its_paths_and_after_a_move(
+    tmp_path, tiny_frame_dataset, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").symlink_to(tiny_frame_dataset.parent)
+    args = ["--mode", "student", "--student", "mean-moe-small", "--max-steps-per-epoch", "2"]
+    first = _train(_command("data/ds", "./jobs/x", *args, "--epochs", "1"))
+    assert first["global_step"] == 2
+    # The dataset by its absolute path, the job dir by its absolute path with a trailing slash.
+    second = _train(_command(tiny_frame_dataset, f"{tmp_path / 'jobs' / 'x'}/", *args, "--epochs", "2"))
+    assert second["outcome"] == "completed" and second["global_step"] == 4
+    (tmp_path / "jobs" / "x").rename(tmp_path / "moved")
+    third = _train(_command(tiny_frame_dataset, tmp_path / "moved", *args, "--epochs", "3"))
+    assert third["outcome"] == "completed" and third["global_step"] == 6
+    other = tmp_path / "other"
+    other.symlink_to(tiny_frame_dataset)  # resolves to the same files: the same dataset
+    _train(_command(other, tmp_path / "moved", *args, "--epochs", "3"))
+    # ... and another dataset is still another setting.
+    parsed = task.build_parser().parse_args(_command(tmp_path, "moved", *args))
+    with pytest.raises(task.UsageError, match=r"other settings \(train\)"):
+        task._write_or_check_config(task.config_from_args(parsed, {})[0], True)
+
+
+@pytest.mark.parametrize("damage", ["corrupted", "truncated"])
+def test_a_damaged_tfrecord_file_in_training_is_a_one_line_error_naming_it(
+    tmp_path, tiny_frame_dataset, damage, capsys
+):
+    import shutil
+
+    copy = tmp_path / "ds"
+    shutil.copytree(tiny_frame_dataset, copy)
+    damaged = copy / "tfrecord" / "part-00001-of-00002.tfrecord"
+    data = bytearray(damaged.read_bytes())
+    if damage == "corrupted":
+        data[len(data) // 2] ^= 0xFF
+    else:
+        del data[len(data) // 2 :]
+    damaged.write_bytes(bytes(data))
+    argv = _command(copy, tmp_path / "j", "--student", "mean-moe-small", "--input-format", "tfrecord")
+    assert task.main(argv + ["--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith(f"fewframes train: error: cannot read {damaged}: {damage} record at ")
+    assert not (tmp_path / "j" / "export").exists()
 
 
 # ----- export apart from training (JAX / PyTorch jobs) -----------------------------------
@@ -232,6 +307,26 @@ def test_a_killed_job_resumes_mid_epoch_and_ends_where_an_uninterrupted_one_does
     expected = _weights(tmp_path / "ref" / "weights" / "teacher.weights.h5")
     for name in expected:
         np.testing.assert_allclose(got[name], expected[name], rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_a_truncated_checkpoint_named_by_state_json_resumes_from_the_previous_one(
+    tmp_path, tiny_frame_dataset, capsys
+):
+    argv = _command(tiny_frame_dataset, tmp_path / "j", "--student", "mean-moe-small",
+                    "--checkpoint-every", "1", "--max-steps-per-epoch", "3")  # fmt: skip
+    assert task.main(argv + ["--epochs", "1"]) == 0
+    checkpoints = tmp_path / "j" / "checkpoints"
+    newest = checkpoints / json.loads((checkpoints / STATE_NAME).read_text())["weights"]
+    assert newest.name == "ckpt-000000003.weights.h5"
+    newest.write_bytes(newest.read_bytes()[:2048])
+    summary = _train(argv + ["--epochs", "2"])  # from step 2: the rest of epoch 1, then epoch 2
+    assert summary["outcome"] == "completed" and summary["global_step"] == 6
+    for kept in checkpoints.glob("ckpt-*"):
+        kept.write_bytes(b"damaged")
+    capsys.readouterr()
+    assert task.main(argv + ["--epochs", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no kept checkpoint can be loaded" in err
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_frame_dataset, capsys):

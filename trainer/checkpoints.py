@@ -6,13 +6,19 @@ process killed at any instant (SIGKILL included) leaves a consistent checkpoint.
 input order is a pure function of (seed, epoch) (`trainer.inputs`), so the resumed run
 skips the batches the epoch already trained on and continues with the next one: no
 batch is trained twice or skipped. Work after the last checkpoint is redone from it.
+
+`state.json` also lists the other kept checkpoints (`previous`, newest first): when the
+weights file it names is missing or damaged (a disk or copy gone wrong), the run resumes
+from the newest readable one before it, saying so, instead of failing.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
+import re
 import signal
 
 import keras
@@ -22,6 +28,14 @@ from trainer import storage
 
 STATE_NAME = "state.json"
 KEEP = 2
+# The checkpoints this module writes; pruning removes nothing else (not another process's
+# `.tmp-PID-ckpt-*` file being written beside them).
+CHECKPOINT_FILE = re.compile(r"ckpt-\d{9}\.weights\.h5")
+LOG = logging.getLogger("fewframes.train")
+
+
+class CheckpointUnreadable(ValueError):
+    """No checkpoint that `state.json` names (or keeps) can be loaded."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,20 +51,48 @@ class CheckpointManager:
         self.directory = directory
         self.writer = writer  # only the chief writes; other workers only read
 
-    def state(self) -> TrainingState:
+    def kept(self) -> list[TrainingState]:
+        """The kept checkpoints, newest first, as `state.json` lists them (none: a new job)."""
         path = storage.join(self.directory, STATE_NAME)
         if not storage.exists(path):
-            return TrainingState()
-        return TrainingState(**json.loads(storage.read_text(path)))
+            return []
+        data = json.loads(storage.read_text(path))
+        previous = data.pop("previous", [])  # absent in a job dir from before it was written
+        return [TrainingState(**data), *(TrainingState(**p) for p in previous)]
+
+    def state(self) -> TrainingState:
+        kept = self.kept()
+        return kept[0] if kept else TrainingState()
 
     def restore(self, model: keras.Model) -> TrainingState:
-        state = self.state()
-        if state.weights is None:
-            return state
+        """Load the newest readable kept checkpoint into `model`; its state (a new job: none)."""
+        kept = self.kept()
+        if not kept:
+            return TrainingState()
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
-        storage.load_weights(model, storage.join(self.directory, state.weights))
-        return state
+        problems = []
+        for state in kept:
+            path = storage.join(self.directory, state.weights)
+            problem = None
+            if not storage.exists(path):
+                problem = "missing"
+            else:
+                try:
+                    storage.load_weights(model, path)
+                except (OSError, ValueError, KeyError) as error:  # h5py: truncated, not HDF5, ...
+                    problem = (
+                        f"unreadable ({str(error).splitlines()[0] if str(error) else type(error).__name__})"
+                    )
+            if problem is None:
+                if problems:
+                    LOG.warning("%s; resuming from the checkpoint before it, %s", "; ".join(problems), path)
+                return state
+            problems.append(f"checkpoint {path} is {problem}")
+        raise CheckpointUnreadable(
+            f"no kept checkpoint can be loaded: {'; '.join(problems)}; "
+            f"remove {self.directory} to train this job from the start"
+        )
 
     def save(self, model: keras.Model, epoch: int, step: int, global_step: int) -> TrainingState | None:
         if not self.writer:
@@ -59,10 +101,21 @@ class CheckpointManager:
         storage.makedirs(self.directory)
         storage.save_weights(model, storage.join(self.directory, name))
         state = TrainingState(epoch, step, global_step, name)
-        storage.write_text(storage.join(self.directory, STATE_NAME), json.dumps(dataclasses.asdict(state)))
-        for old in sorted(f for f in storage.listdir(self.directory) if f.endswith(".weights.h5"))[:-KEEP]:
-            storage.remove(storage.join(self.directory, old))
+        # Checkpoints at or past this step are from a run resumed before them (after a
+        # fallback): not kept.
+        kept = [state, *(s for s in self.kept() if s.global_step < global_step)][:KEEP]
+        record = {**dataclasses.asdict(state), "previous": [dataclasses.asdict(s) for s in kept[1:]]}
+        storage.write_text(storage.join(self.directory, STATE_NAME), json.dumps(record))
+        names = {s.weights for s in kept}
+        for old in storage.listdir(self.directory):
+            if CHECKPOINT_FILE.fullmatch(old) and old not in names:
+                storage.remove(storage.join(self.directory, old))
         return state
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def weights_finite(model: keras.Model) -> bool:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 
 from schemas import features as F
 from schemas.views import View
@@ -30,6 +32,8 @@ CATEGORICAL_KL = "categorical_kl"
 PREDICTION_LOSSES = (BERNOULLI_KL, MSE, CATEGORICAL_KL)
 
 CONFIG_NAME = "config.json"
+# Fields holding a path: compared by the file or directory they name, not their spelling.
+PATH_FIELDS = ("train", "eval", "teacher_dir", "targets", "vocabulary")
 CONFIG_VERSION = 1
 
 
@@ -139,9 +143,15 @@ class TrainConfig:
             raise ValueError("--targets is the training dataset; drop --train")
         if self.mode != SERIAL and self.teacher_dir:
             raise ValueError("--teacher-dir is only used by --mode serial")
-        for name in ("epochs", "batch_size", "checkpoint_every", "export_top_k"):
+        for name in ("epochs", "batch_size", "checkpoint_every", "export_top_k", "shuffle_buffer"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
+            raise ValueError("max_steps_per_epoch must be >= 1 (or unset: the whole epoch)")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate >= 0):
+            raise ValueError(f"learning_rate must be a finite number >= 0, not {self.learning_rate}")
+        if self.clipnorm is not None and not (math.isfinite(self.clipnorm) and self.clipnorm > 0):
+            raise ValueError(f"clipnorm must be a finite number > 0, not {self.clipnorm}")
         if self.input_format not in ("auto", "tfrecord", "parquet"):
             raise ValueError("--input-format must be auto, tfrecord or parquet")
         if self.mixed_precision not in ("auto", "on", "off"):
@@ -177,7 +187,26 @@ class TrainConfig:
     def from_json(cls, text: str) -> TrainConfig:
         return cls.from_dict(json.loads(text))
 
-    def differences(self, other: TrainConfig, ignore=("epochs", "eval")) -> list[str]:
-        """Fields that differ, except those a resumed run may change."""
+    def differences(self, other: TrainConfig, ignore=("epochs", "eval", "job_dir")) -> list[str]:
+        """Fields that differ, except those a resumed run may change.
+
+        The job dir is the directory holding the saved config, so it is not compared: a job
+        dir that was moved (or is spelled another way) resumes. Other paths are the same
+        when they are spelled the same or name the same local file (`./ds`, its absolute
+        path, a symlink to it).
+        """
         mine, theirs = self.to_dict(), other.to_dict()
-        return sorted(k for k in mine if k not in ignore and mine[k] != theirs.get(k))
+        return sorted(
+            k
+            for k in mine
+            if k not in ignore
+            and mine[k] != theirs.get(k)
+            and not (k in PATH_FIELDS and _same_path(mine[k], theirs.get(k)))
+        )
+
+
+def _same_path(a: str | None, b: str | None) -> bool:
+    """Two spellings of one local path (resolved against this process's directory)."""
+    if a is None or b is None or "://" in a or "://" in b:
+        return a == b
+    return os.path.realpath(a) == os.path.realpath(b)

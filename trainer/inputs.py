@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -205,7 +206,9 @@ def _plan_targets(dataset_dir, layout, manifest, view, features, label_space, wh
 
 
 def steps_per_epoch(plan: InputPlan, batch_size: int) -> int:
-    return max(1, plan.num_videos // batch_size)
+    """Whole batches in an epoch (training drops the last partial one): 0 when the dataset
+    holds fewer videos than one batch."""
+    return plan.num_videos // batch_size
 
 
 def resolve_format(plan: InputPlan, requested: str, backend: str) -> str:
@@ -504,6 +507,23 @@ def tf_dataset(
         .prefetch(tf.data.AUTOTUNE)
         .with_options(options)
     )
+
+
+def damaged_tfrecord(dataset_dir: str) -> UnreadableInput | None:
+    """The first TFRecord file of a dataset that cannot be read to its end, as an error
+    naming it (tf.data's `DataLossError` says "corrupted record at <offset>", not which
+    file); None when every file reads. Reads the whole dataset: for after such an error."""
+    import tensorflow as tf
+
+    for path in dataset_files(dataset_dir, TFRECORD):
+        records = tf.data.TFRecordDataset(path, compression_type="GZIP" if path.endswith(".gz") else None)
+        try:
+            for _ in records:
+                pass
+        except tf.errors.DataLossError as error:
+            what = re.search(r"\w+ record at \d+", error.message)  # without the op's name around it
+            return UnreadableInput(f"cannot read {path}: {what.group() if what else error.message.strip()}")
+    return None
 
 
 def assemble_tf(plan: InputPlan, parsed: dict, view_seed):

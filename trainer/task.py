@@ -3,8 +3,9 @@
 The job dir holds `config.json` (the resolved configuration), `checkpoints/`,
 `logs/` (TensorBoard), `weights/` (final weights of each trained model), `export/`
 (the SavedModel the job produced: the student, or the teacher in `teacher` mode;
-`parallel` also writes `export_teacher/`) and `summary.json`. The same command
-resumes a preempted job from its last checkpoint.
+`parallel` also writes `export_teacher/`), `summary.json`, and while a training runs
+`train.lock` (`trainer.joblock`: one training per job dir). The same command resumes a
+preempted job from its last checkpoint.
 
 The export is a TensorFlow SavedModel, so only a job on the TensorFlow backend writes
 it at the end. A job on JAX or PyTorch (or one run with `--no-export`) saves its final
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -24,7 +26,7 @@ import sys
 import time
 
 from schemas import features as F
-from trainer import storage
+from trainer import joblock, storage
 from trainer.config import (
     CONFIG_NAME,
     LABEL_SPACES,
@@ -82,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-space", choices=LABEL_SPACES, default="entities")
     p.add_argument("--vocabulary", help="vocabulary CSV (class names; needed by --label-space verticals)")
     p.add_argument("--input-format", choices=("auto", "tfrecord", "parquet"), default="auto")
-    p.add_argument("--shuffle-buffer", type=int, default=1024)
+    p.add_argument(
+        "--shuffle-buffer", type=_positive_int, default=1024, help="examples the shuffle draws from (>= 1)"
+    )
     p.add_argument(
         "--input-workers",
         type=int,
@@ -95,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prediction-loss", choices=PREDICTION_LOSSES, default="bernoulli_kl")
     p.add_argument("--mixed-precision", choices=("auto", "on", "off"), default="auto")
     p.add_argument("--top-k", type=int, default=20, help="classes the export returns per video")
-    p.add_argument("--max-steps-per-epoch", type=int, default=None)
+    p.add_argument("--max-steps-per-epoch", type=_positive_int, default=None)
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None, help="Keras fit verbosity")
     p.add_argument(
         "--no-export",
@@ -110,6 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--list-models", action="store_true", help="list the model presets and exit")
     return p
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a count of steps or examples)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
 
 
 def list_models() -> str:
@@ -242,6 +257,45 @@ def _gpu_visible() -> bool:
 
 
 # ----- the job --------------------------------------------------------------------------
+def _holding_job_lock(train_function):
+    """Run `train_function(config, checkpoint_dir, environ, ...)` holding the job dir's lock
+    (the chief only; `trainer.joblock`), released at its end, also on errors."""
+
+    @functools.wraps(train_function)
+    def locked(config: TrainConfig, checkpoint_dir: str, environ=None, *args, **kwargs):
+        chief, _ = cluster_role(os.environ if environ is None else environ)
+        with joblock.holding(config.job_dir, chief):
+            return train_function(config, checkpoint_dir, environ, *args, **kwargs)
+
+    return locked
+
+
+def _naming_damaged_records(train_function):
+    """Turn tf.data's `DataLossError` of a damaged TFRecord file, which names no file, into
+    `UnreadableInput` naming it (as the Parquet reader's errors do)."""
+
+    @functools.wraps(train_function)
+    def naming(config: TrainConfig, *args, **kwargs):
+        try:
+            return train_function(config, *args, **kwargs)
+        except Exception as error:
+            tf = sys.modules.get("tensorflow")
+            if tf is None or not isinstance(error, tf.errors.DataLossError):
+                raise
+            from trainer import inputs as I
+
+            for dataset in (config.train, config.eval):
+                if dataset and "tfrecord" in I.load_layout(dataset)[1].get("formats", []):
+                    damaged = I.damaged_tfrecord(dataset)
+                    if damaged is not None:
+                        raise damaged from error
+            raise
+
+    return naming
+
+
+@_holding_job_lock
+@_naming_damaged_records
 def train(
     config: TrainConfig,
     checkpoint_dir: str,
@@ -285,6 +339,7 @@ def train(
     view = config.student_view
     offline = config.targets is not None
     plan = _train_plan(config, label_space)
+    _check_epoch_has_steps(plan, config)
     eval_plan = None
     if config.eval:
         eval_mode = STUDENT if offline else config.mode  # no teacher to evaluate offline
@@ -438,6 +493,21 @@ def _train_plan(config: TrainConfig, label_space):
     return I.plan_inputs(
         config.train, config.mode, config.student_view, config.features, label_space, targets=targets
     )
+
+
+def _check_epoch_has_steps(plan, config: TrainConfig) -> None:
+    """Refuse, before any work, a run whose epochs would train no step (it would export an
+    untrained model): training drops the last partial batch."""
+    from trainer import inputs as I
+
+    if plan.num_videos == 0:
+        raise UsageError(f"{config.train} holds no videos: nothing to train on")
+    if I.steps_per_epoch(plan, config.batch_size) == 0:
+        raise UsageError(
+            f"--batch-size {config.batch_size} is larger than the {plan.num_videos} videos of "
+            f"{config.train}: an epoch would train no step (the last partial batch is dropped); "
+            f"use --batch-size {plan.num_videos} or less"
+        )
 
 
 def _model_widths(plan, view) -> dict:
