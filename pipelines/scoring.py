@@ -195,20 +195,19 @@ def _check_class_space(records: list[bytes], num_entities: int, metadata: dict) 
 def _plan_raw(export_dir: str, metadata: dict, patterns: list[str]) -> ScoringPlan:
     try:
         files = read.match_inputs(patterns)
-        first = read.first_record([m.path for m in files])
+        paths = [m.path for m in files]
+        first = read.first_record(paths)
         kind = raw.detect_kind(first)
+        leading = read.leading_records(paths, CLASS_CHECK_RECORDS)
+        # Whether any shard is segment-rated, from the first record of each.
+        shard_firsts = read.first_record_of_each(paths) if kind == F.FRAME_LEVEL else []
     except (ValueError, OSError) as error:
         raise ScoringError(str(error)) from None
     _check_kind(metadata, kind, "the input")
     num_entities = int(metadata.get("num_entities") or metadata["num_classes"])
-    paths = [m.path for m in files]
-    _check_class_space(read.leading_records(paths, CLASS_CHECK_RECORDS), num_entities, metadata)
-    segments = False
-    view = None
-    if kind == F.FRAME_LEVEL:
-        # Whether any shard is segment-rated, from the first record of each.
-        segments = any(raw.has_segments(record) for record in read.first_record_of_each(paths))
-        view = View.parse(metadata["serving_view"])
+    _check_class_space(leading, num_entities, metadata)
+    segments = any(raw.has_segments(record) for record in shard_firsts)
+    view = View.parse(metadata["serving_view"]) if kind == F.FRAME_LEVEL else None
     config = ParseConfig(
         kind=kind,
         num_classes=num_entities,
