@@ -251,6 +251,27 @@ class Demo:
                 raise RuntimeError(f"teacher-targets did not account for every video: {output}")
         return output
 
+    def evaluate_argv(
+        self, job: str, output: str, inputs: str | None = None, extra: tuple[str, ...] = ()
+    ) -> list[str]:
+        """The `fewframes evaluate` command line of a demo evaluation: the raw validate
+        shards unless `inputs`, and the synthetic shards' vocabulary.csv (names and
+        verticals in predictions and reports) unless `extra` names a vocabulary."""
+        from pipelines.synth import VOCABULARY_FILE
+
+        vocabulary = [] if "--vocabulary" in extra else ["--vocabulary", self.path("raw", VOCABULARY_FILE)]
+        return [
+            "--model",
+            job,
+            "--input",
+            inputs or self.path("raw", "validate*.tfrecord"),
+            "--output",
+            output,
+            "--overwrite",
+            *vocabulary,
+            *extra,
+        ]
+
     def evaluate(self, name: str, job: str, inputs: str | None = None, extra: tuple[str, ...] = ()) -> str:
         from pipelines import evaluate
 
@@ -258,18 +279,7 @@ class Demo:
         done = os.path.exists(os.path.join(output, "metrics.json"))
         self.announce(f"evaluate {name} (Beam) on the raw validate shards", done)
         if not done:
-            summary = evaluate.run(
-                [
-                    "--model",
-                    job,
-                    "--input",
-                    inputs or self.path("raw", "validate*.tfrecord"),
-                    "--output",
-                    output,
-                    "--overwrite",
-                    *extra,
-                ]
-            )
+            summary = evaluate.run(self.evaluate_argv(job, output, inputs, extra))
             print("      " + evaluate.format_summary(summary).replace("\n", "\n      "))
         return output
 

@@ -17,7 +17,9 @@ has them, are scored on their own frames and give segment mAP@100000.
 from __future__ import annotations
 
 import argparse
+import csv
 import heapq
+import io
 import json
 import logging
 import math
@@ -248,9 +250,14 @@ def read_vocabulary(path: str | None, metadata: dict) -> Vocabulary | None:
 
 
 def prediction_line(record: dict) -> str:
-    """`VideoId,LabelConfidencePairs` with the top entries by score (the starter's format)."""
+    """`VideoId,LabelConfidencePairs` with the top entries by score (the starter's format),
+    as one CSV row: an id holding a comma, a quote or a line break is quoted."""
     pairs = " ".join(f"{c} {s:.6f}" for c, s in zip(record["top_classes"], record["top_scores"], strict=True))
-    return f"{record['id']},{pairs}"
+    line = io.StringIO()
+    # The writer quotes a field holding a character of its line terminator, so the
+    # terminator must hold both line-break characters; WriteToText adds the row's own.
+    csv.writer(line, lineterminator="\r\n").writerow([record["id"], pairs])
+    return line.getvalue()[:-2]
 
 
 def prediction_json(record: dict, names: ClassNames) -> str:
@@ -314,6 +321,7 @@ def build_arg_parser(prog: str = "fewframes evaluate", labels: bool = True) -> a
     parser.add_argument("--batch-size", type=int, default=256, help="largest inference batch")
     parser.add_argument("--parse-batch-size", type=int, default=64)
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier run's files in --output")
+    runner.add_max_failed_fraction_argument(parser)
     if labels:
         parser.add_argument("--segment-k", type=int, default=SEGMENT_TOP_K, help="K of segment mAP@K")
         parser.add_argument("--no-report", action="store_true", help="skip report.html")
@@ -326,6 +334,7 @@ def parse_args(argv, labels: bool = True, prog: str = "fewframes evaluate"):
     args.input = [p.strip() for group in args.input for p in group.split(",") if p.strip()]
     if args.top_k < 1 or args.batch_size < 1 or args.parse_batch_size < 1:
         parser.error("--top-k, --batch-size and --parse-batch-size must be positive")
+    runner.check_max_failed_fraction(parser, args.max_failed_fraction)
     args.labels = labels
     return args, beam_args
 
@@ -419,6 +428,7 @@ def build_pipeline(pipeline, args, plan: scoring.ScoringPlan, names: ClassNames)
         "model": plan.model_identity(),
         "input": plan.identity(),
         "top_k": args.top_k,
+        "max_failed_fraction": args.max_failed_fraction,
         "fewframes_version": manifest.code_version(),
     }
     (
@@ -445,6 +455,7 @@ def _write_summary(
             "balanced": read_count == stats["videos"] + failed_count,
             "frames": {k: stats[k] for k in ("mean_num_frames", "mean_frames_read", "fraction_read")},
             "timing": {k: stats[k] for k in ("model_seconds", "model_seconds_per_video")},
+            **runner.failed_share(read_count, failed_count, base["max_failed_fraction"]),
         }
     )
     if metrics is not None:
@@ -551,7 +562,7 @@ def main(argv=None, labels: bool = True, prog: str = "fewframes evaluate") -> in
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     print(format_summary(summary))
-    return 0
+    return runner.exit_code(prog, summary)
 
 
 if __name__ == "__main__":

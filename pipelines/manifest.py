@@ -13,6 +13,8 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines import runner
+from pipelines.parse import DUPLICATE_LABELS_KEY, RATED_SEGMENTS_READ_KEY
 from schemas import features as F
 
 FRAME_HISTOGRAM_EDGES = [0, 30, 60, 90, 120, 150, 180, 210, 240, 270, 300, 301]
@@ -28,7 +30,13 @@ def code_version() -> str:
 
 
 class DatasetStatsFn(beam.CombineFn):
-    """Counts, frames-per-video histogram and label frequencies of the written rows."""
+    """Counts, frames-per-video histogram and label frequencies of the written rows.
+
+    `rated_segments_read` counts the rated segments in the raw records of those rows
+    (rows from a dataset, which hold no raw count, read what they hold), so that a row
+    that lost its ratings shows as read != written; `duplicate_labels_removed` counts
+    the repeated labels the parser dropped.
+    """
 
     def __init__(self, num_classes: int):
         self._num_classes = num_classes
@@ -42,6 +50,8 @@ class DatasetStatsFn(beam.CombineFn):
             "frame_histogram": np.zeros(len(FRAME_HISTOGRAM_EDGES) - 1, np.int64),
             "label_counts": np.zeros(self._num_classes, np.int64),
             "rated_segments": 0,
+            "rated_segments_read": 0,
+            "duplicate_labels_removed": 0,
         }
 
     def add_input(self, acc, row):
@@ -55,8 +65,10 @@ class DatasetStatsFn(beam.CombineFn):
             acc["frames_in_records"] += n
             acc["frames_kept"] += len(row[F.FRAME_INDEX])
             acc["frame_histogram"][np.searchsorted(FRAME_HISTOGRAM_EDGES, min(n, 300), side="right") - 1] += 1
-        if F.SEGMENT_LABELS in row:
-            acc["rated_segments"] += len(row[F.SEGMENT_LABELS])
+        written = len(row[F.SEGMENT_LABELS]) if F.SEGMENT_LABELS in row else 0
+        acc["rated_segments"] += written
+        acc["rated_segments_read"] += row.get(RATED_SEGMENTS_READ_KEY, written)
+        acc["duplicate_labels_removed"] += row.get(DUPLICATE_LABELS_KEY, 0)
         return acc
 
     def merge_accumulators(self, accumulators):
@@ -81,6 +93,8 @@ class DatasetStatsFn(beam.CombineFn):
                 str(label): int(count) for label, count in enumerate(acc["label_counts"]) if count
             },
             "rated_segments": acc["rated_segments"],
+            "rated_segments_read": acc["rated_segments_read"],
+            "duplicate_labels_removed": acc["duplicate_labels_removed"],
         }
 
 
@@ -119,6 +133,10 @@ def total_size(paths) -> int:
 def build_manifest(
     base: dict, stats: dict, records_read: int, failures_by_stage: dict, duplicates: dict, outputs: dict
 ) -> dict:
+    """The manifest: `base`, the record accounting and `stats`. It balances when records
+    read = written + failed and every rated segment read is written; with
+    `max_failed_fraction` in `base` it also says whether too many records failed
+    (`runner.failed_share`)."""
     records_failed = sum(failures_by_stage.values())
     written = stats["videos"]
     manifest = dict(base)
@@ -128,7 +146,8 @@ def build_manifest(
             "records_read": records_read,
             "records_written": written,
             "records_failed": records_failed,
-            "balanced": records_read == written + records_failed,
+            "balanced": records_read == written + records_failed
+            and stats.get("rated_segments_read", 0) == stats.get("rated_segments", 0),
             "failures_by_stage": failures_by_stage,
             "duplicate_ids": duplicates,
             "outputs": {
@@ -138,6 +157,8 @@ def build_manifest(
     )
     manifest["bytes_out"] = sum(o["bytes"] for o in manifest["outputs"].values())
     manifest.update(stats)
+    if "max_failed_fraction" in base:
+        manifest.update(runner.failed_share(records_read, records_failed, base["max_failed_fraction"]))
     return manifest
 
 
@@ -193,7 +214,8 @@ def write_last(
         if not result["balanced"]:
             raise RuntimeError(
                 f"record accounting does not balance: read {result['records_read']}, written "
-                f"{result['records_written']}, failed {result['records_failed']}"
+                f"{result['records_written']}, failed {result['records_failed']}; rated segments read "
+                f"{result.get('rated_segments_read', 0)}, written {result.get('rated_segments', 0)}"
             )
         return result
 
@@ -208,9 +230,15 @@ def write_last(
 def accounting_lines(summary: dict) -> list[str]:
     """The records and bytes lines of a dataset job's summary, from its manifest."""
     failed_by = ", ".join(f"{k} {v}" for k, v in summary["failures_by_stage"].items()) or "none"
+    segments_read, segments_written = summary.get("rated_segments_read", 0), summary.get("rated_segments", 0)
+    segments = (
+        f"; rated segments: read {segments_read}, written {segments_written}"
+        if segments_read or segments_written
+        else ""
+    )
     return [
         f"  records: read {summary['records_read']}, written {summary['records_written']}, "
-        f"failed {summary['records_failed']} ({failed_by}); balanced: {summary['balanced']}",
+        f"failed {summary['records_failed']} ({failed_by}){segments}; balanced: {summary['balanced']}",
         f"  bytes: in {summary['bytes_in']:,}, out {summary['bytes_out']:,}",
     ]
 

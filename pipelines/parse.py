@@ -26,6 +26,11 @@ from schemas.views import View
 
 SOURCE_KEY = "_source"  # where a row came from; used for duplicates, never written
 INDEX_KEY = "_index"
+# Counts the manifest's statistics need from the raw record, never written: the rated
+# segments its context holds (whether or not the row keeps them) and the repeated
+# labels dropped from its label list.
+RATED_SEGMENTS_READ_KEY = "_rated_segments_read"
+DUPLICATE_LABELS_KEY = "_duplicate_labels_removed"
 
 # Suffixes of the frame-level parse graph's outputs (next to the feature names).
 _ROWS, _COUNT, _WRONG_FRAME, _WRONG_SIZE = "/rows", "/count", "/wrong_frame", "/wrong_size"
@@ -88,6 +93,15 @@ def _check_labels(labels: np.ndarray, num_classes: int) -> np.ndarray:
         bad = labels[(labels < 0) | (labels >= num_classes)]
         raise InvalidRecord(f"label {int(bad[0])} outside [0, {num_classes})")
     return labels.astype(np.int32)
+
+
+def _unique_labels(labels: np.ndarray) -> np.ndarray:
+    """A video's labels without repeats, in their first-seen order (a class is either
+    present in a video or not; a repeated label would count twice in every statistic)."""
+    if len(labels) < 2:
+        return labels
+    _, first = np.unique(labels, return_index=True)
+    return labels[np.sort(first)]
 
 
 def _strict_parse(data: bytes):
@@ -189,7 +203,9 @@ class RecordParser:
             video_id = ""
             try:
                 video_id = _video_id(ids[i], legacy[i])
-                row = {F.ID: video_id, F.LABELS: _check_labels(labels[i], self.config.num_classes)}
+                checked = _check_labels(labels[i], self.config.num_classes)
+                unique = _unique_labels(checked)
+                row = {F.ID: video_id, F.LABELS: unique, DUPLICATE_LABELS_KEY: len(checked) - len(unique)}
                 complete_row(i, data, row)
             except InvalidRecord as error:
                 failed.append(
@@ -251,6 +267,9 @@ class RecordParser:
             if config.segments
             else {}
         )
+        # Counted whether or not the rows keep segments, so that the manifest can show
+        # rated segments read = written.
+        rated_in_record = np.bincount(parsed[F.SEGMENT_LABELS + _ROWS].astype(np.int64), minlength=size)
         counts = {f: parsed[f + _COUNT] for f in F.FRAME_FEATURES}
 
         def complete_row(i, data, row):
@@ -269,6 +288,7 @@ class RecordParser:
                     )
             row[F.NUM_FRAMES] = num_frames
             row[F.FRAME_INDEX] = config.view.frame_indices(num_frames)
+            row[RATED_SEGMENTS_READ_KEY] = int(rated_in_record[i])
             if config.segments:
                 row.update(self._segments(segments, i, min(num_frames, F.MAX_FRAMES)))
 

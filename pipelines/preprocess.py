@@ -185,6 +185,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
         help="skip the id grouping that detects repeated ids (for inputs known to have unique ids)",
     )
     write.add_output_arguments(parser)
+    runner.add_max_failed_fraction_argument(parser)
     parser.add_argument("--parse-batch-size", type=int, default=64)
     normalization = parser.add_mutually_exclusive_group()
     normalization.add_argument(
@@ -217,6 +218,7 @@ def _parse_args(argv):
         parser.error(f"--view {args.view} is random; a dataset stores a deterministic view")
     if args.no_duplicate_check and args.drop_duplicate_ids:
         parser.error("--drop-duplicate-ids needs the duplicate check; drop --no-duplicate-check")
+    runner.check_max_failed_fraction(parser, args.max_failed_fraction)
     if args.num_classes < 1 or args.parse_batch_size < 1 or args.num_shards < 0:
         parser.error("--num-classes and --parse-batch-size must be positive, --num-shards not negative")
     return args, beam_args
@@ -316,21 +318,19 @@ def _transform_source(source_dataset: str, output: str) -> tuple[str, bytes]:
 
 
 def _detect_layout(args, input_paths: list[str]) -> DatasetLayout:
+    """The dataset's layout from the inputs: their kind from the first record; segment
+    columns when the first record of any shard carries rated segments (2018 and 2019
+    shards may be mixed). A record whose ratings the layout still cannot keep shows in
+    the manifest as rated segments read != written (unbalanced), never silently."""
     first = read.first_record(input_paths)
     kind = raw.detect_kind(first)
-    has_segments = False
-    if kind == F.FRAME_LEVEL:
-        import tensorflow as tf
-
-        context = tf.train.SequenceExample.FromString(first).context.feature
-        has_segments = F.SEGMENT_START_TIMES in context
     if kind == F.VIDEO_LEVEL:
         return DatasetLayout(F.VIDEO_LEVEL, frame_dtype=args.frame_dtype)
     return DatasetLayout(
         F.FRAME_LEVEL,
         frame_dtype=args.frame_dtype,
         teacher_view=args.teacher_view,
-        segments=has_segments,
+        segments=any(raw.has_segments(record) for record in read.first_record_of_each(input_paths)),
         view=str(args.view),
     )
 
@@ -405,6 +405,7 @@ def build_pipeline(pipeline, args, layout: DatasetLayout, input_files: list) -> 
         "teacher_view": layout.teacher_view,
         "num_classes": args.num_classes,
         "partition": args.partition,
+        "max_failed_fraction": args.max_failed_fraction,
         "input_patterns": args.input,
         "input_files": len(input_files),
         "bytes_in": sum(m.size_in_bytes for m in input_files),

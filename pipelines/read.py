@@ -105,6 +105,39 @@ def first_record(paths: list[str], max_attempts: int = 100) -> bytes:
     raise ValueError("no readable record found in the input files")
 
 
+def leading_records(paths: list[str], count: int, max_attempts: int = 100) -> list[bytes]:
+    """Up to `count` whole records from the start of the inputs, in file order (for checks
+    before the run); skips damage, at most `max_attempts` damaged frames in all."""
+    records, attempts = [], 0
+    for path in paths:
+        with FileSystems.open(path) as stream:
+            for item in iter_frames(stream):
+                if not isinstance(item, Damage):
+                    records.append(item.data)
+                    if len(records) >= count:
+                        return records
+                    continue
+                attempts += 1
+                if attempts >= max_attempts:
+                    return records
+    return records
+
+
+def first_record_of_each(paths: list[str], max_attempts: int = 100) -> list[bytes]:
+    """The first whole record of every input file that has one (one read per file: what
+    differs by shard, such as whether records carry rated segments, is seen in all)."""
+    firsts = []
+    for path in paths:
+        with FileSystems.open(path) as stream:
+            for attempt, item in enumerate(iter_frames(stream)):
+                if not isinstance(item, Damage):
+                    firsts.append(item.data)
+                    break
+                if attempt + 1 >= max_attempts:
+                    break
+    return firsts
+
+
 def reading_span(metrics: dict) -> dict | None:
     """Shards read and the seconds from the first shard opened to the last one read,
     from a job's `result.metrics().query()`; None unless the runner reported both

@@ -13,7 +13,8 @@ A report is one file viewable offline: plots are PNGs drawn with Matplotlib's Ag
 canvas (no pyplot, no global backend switch) and inlined as `data:image/png;base64`,
 the style sheet is inline, there is no script, and a Content-Security-Policy forbids
 loading anything else. Every string that comes from data (class names and verticals
-from a CSV, paths, labels) is HTML-escaped. Headline numbers carry their exact value
+from a CSV, paths, labels) is HTML-escaped, and drawn in a plot as plain text (never as
+mathtext). Headline numbers carry their exact value
 in `data-value` (JSON), so tests and scripts can read them back from the page.
 """
 
@@ -391,7 +392,8 @@ def _vertical_section(per_class: list[dict]) -> str:
     figure, axes = _figure(6.4, max(2.4, 0.28 * len(shown) + 1.0))
     names = [s["vertical"] or "(none)" for s in shown][::-1]
     axes.barh(range(len(shown)), [s["mean_ap"] for s in shown][::-1], color="#4c72b0")
-    axes.set_yticks(range(len(shown)), names, fontsize=8)
+    # Verticals are data: drawn as typed, never parsed as mathtext (`$...$`).
+    axes.set_yticks(range(len(shown)), names, fontsize=8, parse_math=False)
     axes.set_xlim(0, min(1.0, max(0.05, 1.15 * max(s["mean_ap"] for s in shown))))
     axes.set_xlabel("mean AP of the vertical's classes with positives")
     axes.grid(axis="x", alpha=0.3)
@@ -614,7 +616,9 @@ def _frames_axis(axes, runs: list[dict]) -> np.ndarray:
 
 def _annotate(axes, runs: list[dict], x, y) -> None:
     for r, xi, yi in zip(runs, x, y, strict=True):
-        axes.annotate(str(r["label"]), (xi, yi), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        axes.annotate(
+            str(r["label"]), (xi, yi), textcoords="offset points", xytext=(6, 4), fontsize=8, parse_math=False
+        )
 
 
 def _metric_plot(comparison: dict, metric: str, level: str) -> str:

@@ -18,6 +18,12 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 _LOCAL_RUNNER_NAMES = {None, "DirectRunner", "direct", "FnApiRunner"}
 
+# A job whose dead-lettered share of the records read exceeds --max-failed-fraction
+# keeps its outputs (their summary says why) but exits with this code: a model or a
+# dataset built mostly from input it could not read is not a result.
+EXIT_TOO_MANY_FAILED = 3
+DEFAULT_MAX_FAILED_FRACTION = 0.1
+
 
 def is_local(options: PipelineOptions) -> bool:
     return options.view_as(StandardOptions).runner in _LOCAL_RUNNER_NAMES
@@ -42,10 +48,55 @@ def create_pipeline(options: PipelineOptions) -> beam.Pipeline:
     return beam.Pipeline(options=options)
 
 
+def add_max_failed_fraction_argument(parser) -> None:
+    parser.add_argument(
+        "--max-failed-fraction",
+        type=float,
+        default=DEFAULT_MAX_FAILED_FRACTION,
+        metavar="F",
+        help=f"exit {EXIT_TOO_MANY_FAILED} (outputs kept) when more than this share of the records read "
+        f"fail (default {DEFAULT_MAX_FAILED_FRACTION}; 1 accepts any share)",
+    )
+
+
+def check_max_failed_fraction(parser, value: float) -> None:
+    if not 0 <= value <= 1:
+        parser.error(f"--max-failed-fraction must lie in [0, 1], got {value}")
+
+
+def failed_share(records_read: int, records_failed: int, max_failed_fraction: float) -> dict:
+    """The summary entries that say whether a job failed too many records: `failed_fraction`,
+    `max_failed_fraction`, `too_many_failed` and, when it did, `too_many_failed_reason`."""
+    fraction = records_failed / records_read if records_read else 0.0
+    entries = {
+        "failed_fraction": round(fraction, 6),
+        "max_failed_fraction": max_failed_fraction,
+        "too_many_failed": fraction > max_failed_fraction,
+    }
+    if entries["too_many_failed"]:
+        entries["too_many_failed_reason"] = (
+            f"{records_failed} of {records_read} records failed ({fraction:.1%}), more than "
+            f"--max-failed-fraction {max_failed_fraction}: see the dead letters for why"
+        )
+    return entries
+
+
+def exit_code(prog: str, summary: dict, balanced_key: str = "balanced") -> int:
+    """1 unless the summary balances, EXIT_TOO_MANY_FAILED when too many records failed
+    (the reason on stderr), else 0."""
+    if not summary[balanced_key]:
+        return 1
+    if summary.get("too_many_failed"):
+        print(f"{prog}: error: {summary['too_many_failed_reason']}", file=sys.stderr)
+        return EXIT_TOO_MANY_FAILED
+    return 0
+
+
 def dataset_job_main(prog: str, run, format_summary, usage_error: type[Exception], argv=None) -> int:
     """The console `main` of a job that writes a dataset and its manifest (preprocess,
-    teacher-targets): 2 on a usage error (one line), else the summary, and 1 unless the
-    manifest balances (records read = written + failed)."""
+    teacher-targets): 2 on a usage error (one line), else the summary, then 1 unless the
+    manifest balances (records read = written + failed) and EXIT_TOO_MANY_FAILED when the
+    failed share exceeds --max-failed-fraction."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pipelines").setLevel(logging.INFO)
     start = time.time()
@@ -55,4 +106,4 @@ def dataset_job_main(prog: str, run, format_summary, usage_error: type[Exception
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     print(format_summary(summary, time.time() - start))
-    return 0 if summary["balanced"] else 1
+    return exit_code(prog, summary)

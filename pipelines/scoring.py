@@ -175,22 +175,48 @@ def _check_kind(metadata: dict, kind: str, what: str) -> None:
         raise ScoringError(f"the model is {metadata['kind']}-level but {what} is {kind}-level")
 
 
+CLASS_CHECK_RECORDS = 64  # leading raw records whose labels are checked against the model's classes
+
+
+def _check_class_space(records: list[bytes], num_entities: int, metadata: dict) -> None:
+    """Refuse raw input whose first labelled records mostly carry labels the model has no
+    class for (other data, or another release's class ids): every such video would be
+    dead-lettered and the rest scored as if nothing were wrong. A few bad labels among
+    them are left to the dead letters and --max-failed-fraction."""
+    labelled, outside = 0, []
+    for record in records:
+        parsed = raw.id_and_labels(record)
+        if parsed is None or not parsed[1]:
+            continue
+        labelled += 1
+        bad = [label for label in parsed[1] if not 0 <= label < num_entities]
+        if bad:
+            outside.append((parsed[0], bad[0]))
+    if outside and 2 * len(outside) > labelled:
+        video_id, label = outside[0]
+        raise ScoringError(
+            f"the input is not in the model's class space: {len(outside)} of the first {labelled} labelled "
+            f"records have labels outside the model's {num_entities} classes (label space "
+            f"{metadata.get('label_space') or 'classes'}; video {video_id!r} has label {label})"
+        )
+
+
 def _plan_raw(export_dir: str, metadata: dict, patterns: list[str]) -> ScoringPlan:
     try:
         files = read.match_inputs(patterns)
-        first = read.first_record([m.path for m in files])
+        paths = [m.path for m in files]
+        first = read.first_record(paths)
         kind = raw.detect_kind(first)
+        leading = read.leading_records(paths, CLASS_CHECK_RECORDS)
+        # Whether any shard is segment-rated, from the first record of each.
+        shard_firsts = read.first_record_of_each(paths) if kind == F.FRAME_LEVEL else []
     except (ValueError, OSError) as error:
         raise ScoringError(str(error)) from None
     _check_kind(metadata, kind, "the input")
-    segments = False
-    view = None
-    if kind == F.FRAME_LEVEL:
-        from tensorflow.core.example import example_pb2
-
-        segments = F.SEGMENT_START_TIMES in example_pb2.SequenceExample.FromString(first).context.feature
-        view = View.parse(metadata["serving_view"])
     num_entities = int(metadata.get("num_entities") or metadata["num_classes"])
+    _check_class_space(leading, num_entities, metadata)
+    segments = any(raw.has_segments(record) for record in shard_firsts)
+    view = View.parse(metadata["serving_view"]) if kind == F.FRAME_LEVEL else None
     config = ParseConfig(
         kind=kind,
         num_classes=num_entities,

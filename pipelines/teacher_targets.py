@@ -278,6 +278,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=256, help="videos per teacher call")
     parser.add_argument("--overwrite", action="store_true", help="replace a dataset already at --output")
     write.add_output_arguments(parser)
+    runner.add_max_failed_fraction_argument(parser)
     return parser
 
 
@@ -291,6 +292,7 @@ def _parse_args(argv):
             parser.error(f"--format takes parquet and/or tfrecord, got {','.join(args.format) or 'nothing'}")
     if args.batch_size < 1 or args.num_shards < 0:
         parser.error("--batch-size must be positive and --num-shards not negative")
+    runner.check_max_failed_fraction(parser, args.max_failed_fraction)
     return args, beam_args
 
 
@@ -318,6 +320,7 @@ def build_pipeline(pipeline, args, plan: TargetsPlan) -> None:
         "teacher_view": False,
         "num_classes": num_entities,
         "partition": source.get("partition", ""),
+        "max_failed_fraction": args.max_failed_fraction,
         "input_patterns": source.get("input_patterns", []),
         "source_dataset": {
             "path": plan.input_dir,

@@ -73,6 +73,29 @@ def detect_kind(serialized: bytes) -> str:
     )
 
 
+def has_segments(serialized: bytes) -> bool:
+    """Whether a frame-level record's context carries rated 2019 segments (False for a
+    record protobuf cannot read)."""
+    try:
+        record = _tf().train.SequenceExample.FromString(serialized)
+    except Exception:  # protobuf's DecodeError is not importable portably
+        return False
+    return F.SEGMENT_START_TIMES in record.context.feature
+
+
+def id_and_labels(serialized: bytes) -> tuple[str, list[int]] | None:
+    """A record's id (or legacy id) and its video labels, of either kind (an `Example`'s
+    features parse as a `SequenceExample` context); None for a record protobuf cannot read."""
+    try:
+        context = _tf().train.SequenceExample.FromString(serialized).context.feature
+    except Exception:  # protobuf's DecodeError is not importable portably
+        return None
+    ids = [context[n].bytes_list.value for n in (F.ID, F.LEGACY_ID) if n in context]
+    video_id = ids[0][0].decode("utf-8", "replace") if ids and ids[0] else ""
+    labels = list(context[F.LABELS].int64_list.value) if F.LABELS in context else []
+    return video_id, labels
+
+
 def frame_level_record(
     video_id: bytes,
     labels,

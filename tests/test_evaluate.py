@@ -12,7 +12,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines import evaluate, ownership, predict, tfrecord_io
+from pipelines import evaluate, ownership, predict, runner, tfrecord_io
 from pipelines import evaluation_outputs as out
 from pipelines.runner import local_runner
 from pipelines.synth import SynthConfig, generate
@@ -567,3 +567,74 @@ def test_video_parquet_written_by_the_job_reads_with_pyarrow(raw_run):
     output, _ = raw_run
     table = pq.read_table(output / out.VIDEOS_FILE)
     assert set(table.column_names) == set(out.VIDEO_SCHEMA.names)
+
+
+def test_predictions_csv_reads_back_ids_holding_commas_quotes_and_line_breaks(student_export, tmp_path):
+    import pandas as pd
+
+    ids = ["plain", "comma,id", 'quote"id', "line\nbreak", "carriage\rreturn", ' "both",\n']
+    rng = np.random.default_rng(3)
+    (tmp_path / "raw").mkdir()
+    with open(tmp_path / "raw" / "test0000.tfrecord", "wb") as f:
+        tfrecord_io.write_records(
+            f, [raw.frame_level_record(i.encode(), [], *random_frames(rng, 9)) for i in ids]
+        )
+    summary = _evaluate(
+        "--model",
+        str(student_export),
+        "--input",
+        f"{tmp_path}/raw/test*.tfrecord",
+        "--output",
+        str(tmp_path / "o"),
+        labels=False,
+    )
+    assert summary["num_videos"] == len(ids)
+    table = pd.read_csv(tmp_path / "o" / out.PREDICTIONS_CSV, keep_default_na=False)
+    assert list(table.columns) == ["VideoId", "LabelConfidencePairs"]
+    assert sorted(table["VideoId"]) == sorted(ids)
+    assert all(len(pairs.split()) == 2 * 8 for pairs in table["LabelConfidencePairs"])
+
+
+def _shard_with_labels(path, labels_per_video, seed=4):
+    rng = np.random.default_rng(seed)
+    records = [
+        raw.frame_level_record(f"v{i}".encode(), labels, *random_frames(rng, 8))
+        for i, labels in enumerate(labels_per_video)
+    ]
+    with open(path, "wb") as f:
+        tfrecord_io.write_records(f, records)
+
+
+def test_raw_input_in_another_class_space_is_refused_before_the_run(student_export, tmp_path, capsys):
+    # The model scores 8 classes; these shards use 100 (most videos have a label >= 8).
+    rng = np.random.default_rng(0)
+    _shard_with_labels(tmp_path / "train0000.tfrecord", [list(rng.choice(100, 3)) for _ in range(10)])
+    argv = ["--model", str(student_export), "--input", f"{tmp_path}/train*.tfrecord"]
+    code = evaluate.main([*argv, "--output", str(tmp_path / "o")])
+    assert code == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "not in the model's class space" in error
+    assert "outside the model's 8 classes" in error
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_run_that_fails_more_than_the_max_failed_fraction_exits_3_and_keeps_its_outputs(
+    student_export, tmp_path, capsys
+):
+    # 3 of 10 videos carry a class the model does not have: not a majority, so the run
+    # starts, dead-letters them and then exits 3 with the outputs and the reason kept.
+    _shard_with_labels(tmp_path / "train0000.tfrecord", [[1], [2], [50], [3], [4], [60], [5], [6], [70], [0]])
+    argv = ["--model", str(student_export), "--input", f"{tmp_path}/train*.tfrecord", "--no-report"]
+    code = evaluate.main([*argv, "--output", str(tmp_path / "o"), "--direct_num_workers", "1"])
+    assert code == runner.EXIT_TOO_MANY_FAILED == 3
+    assert "3 of 10 records failed" in capsys.readouterr().err
+    metrics = json.loads((tmp_path / "o" / out.METRICS_FILE).read_text())
+    assert metrics["num_failed"] == 3 and metrics["balanced"]
+    assert metrics["failed_fraction"] == 0.3 and metrics["max_failed_fraction"] == 0.1
+    assert metrics["too_many_failed"] and "--max-failed-fraction 0.1" in metrics["too_many_failed_reason"]
+    assert (tmp_path / "o" / out.PREDICTIONS_CSV).exists()
+    code = evaluate.main(
+        [*argv, "--output", str(tmp_path / "p"), "--direct_num_workers", "1", "--max-failed-fraction", "0.5"]
+    )
+    assert code == 0
+    assert not json.loads((tmp_path / "p" / out.METRICS_FILE).read_text())["too_many_failed"]

@@ -78,3 +78,61 @@ def test_segment_fields_are_detected_and_carried_through(tmp_path):
         )
     )
     assert int(tf.reduce_sum(parsed[F.SEGMENT_LABELS].row_lengths())) == rated
+
+
+def _write_shard(path, videos):
+    from pipelines import tfrecord_io
+    from schemas import raw
+    from tests.conftest import random_frames
+
+    rng = np.random.default_rng(len(videos))
+    with open(path, "wb") as f:
+        tfrecord_io.write_records(
+            f,
+            [
+                raw.frame_level_record(video_id.encode(), labels, *random_frames(rng, 150), segments=segments)
+                for video_id, labels, segments in videos
+            ],
+        )
+
+
+def _rated_segments(count: int, classes: int = 6) -> dict:
+    starts = np.arange(count) * 5
+    return {
+        F.SEGMENT_START_TIMES: starts,
+        F.SEGMENT_END_TIMES: starts + 5,
+        F.SEGMENT_LABELS: np.arange(count) % classes,
+        F.SEGMENT_SCORES: (np.arange(count) % 2).astype(np.float32),
+    }
+
+
+def test_a_segment_rated_shard_after_an_unrated_one_keeps_every_rating(tmp_path):
+    raw_dir = tmp_path / "raw"
+    raw_dir.mkdir()
+    _write_shard(raw_dir / "train0000.tfrecord", [(f"plain{i}", [1], None) for i in range(3)])
+    # 5 videos x 29 rated segments = 145 ratings, in the shard read second.
+    _write_shard(raw_dir / "train0001.tfrecord", [(f"rated{i}", [2], _rated_segments(29)) for i in range(5)])
+    summary = preprocess.run(
+        ["--input", f"{raw_dir}/train*.tfrecord", "--output", str(tmp_path / "ds"), "--num-classes", "6"]
+    )
+    assert summary["schema"]["segments"] is True
+    assert summary["rated_segments_read"] == summary["rated_segments"] == 145 and summary["balanced"]
+    _, rows = _rows(tmp_path / "ds")
+    assert sum(len(r[F.SEGMENT_LABELS]) for r in rows.values()) == 145
+    assert all(len(rows[f"plain{i}"][F.SEGMENT_LABELS]) == 0 for i in range(3))
+    expected = _rated_segments(29)
+    for name in F.SEGMENT_FIELDS:
+        assert np.array_equal(rows["rated4"][name], expected[name]), name
+
+
+def test_a_repeated_label_counts_once_and_its_copies_are_counted_as_removed(tmp_path):
+    raw_dir = tmp_path / "raw"
+    raw_dir.mkdir()
+    _write_shard(raw_dir / "train0000.tfrecord", [("a", [5, 5, 5], None), ("b", [3, 5, 3], None)])
+    summary = preprocess.run(
+        ["--input", f"{raw_dir}/train*.tfrecord", "--output", str(tmp_path / "ds"), "--num-classes", "6"]
+    )
+    assert summary["label_frequencies"] == {"3": 1, "5": 2}
+    assert summary["duplicate_labels_removed"] == 3
+    _, rows = _rows(tmp_path / "ds")
+    assert rows["a"][F.LABELS].tolist() == [5] and rows["b"][F.LABELS].tolist() == [3, 5]

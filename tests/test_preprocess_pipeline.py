@@ -545,3 +545,30 @@ def test_the_claims_recorded_before_a_run_own_every_sinks_temporary_files(tmp_pa
             temp = FileBasedSink(prefix, ToBytesCoder())._create_temp_dir(prefix)
             assert claims.owns(f"{temp[len(output) + 1 :]}/0f1e2d3c-4b5a.tmp"), (claims.kind, temp)
         assert not claims.owns("beam-temp-notes/x") and not claims.owns("errors/beam-temp-x-1/y")
+
+
+def test_a_job_that_fails_more_than_the_max_failed_fraction_exits_3_and_keeps_the_dataset(tmp_path, capsys):
+    rng = np.random.default_rng(6)
+    (tmp_path / "raw").mkdir()
+    labels = [[1], [NUM_CLASSES + 1], [2], [NUM_CLASSES + 2], [NUM_CLASSES + 3]]  # 3 of 5 out of range
+    with open(tmp_path / "raw" / "train0000.tfrecord", "wb") as f:
+        tfrecord_io.write_records(
+            f,
+            [
+                raw.frame_level_record(f"v{i}".encode(), video_labels, *random_frames(rng, 6))
+                for i, video_labels in enumerate(labels)
+            ],
+        )
+    argv = ["--input", f"{tmp_path}/raw/train*.tfrecord", "--num-classes", str(NUM_CLASSES)]
+    assert preprocess.main([*argv, "--output", str(tmp_path / "ds")]) == 3
+    assert "3 of 5 records failed" in capsys.readouterr().err
+    manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    assert manifest["balanced"] and manifest["records_written"] == 2 and manifest["records_failed"] == 3
+    assert manifest["failed_fraction"] == 0.6 and manifest["max_failed_fraction"] == 0.1
+    assert manifest["too_many_failed"]
+    assert "more than --max-failed-fraction 0.1" in manifest["too_many_failed_reason"]
+    assert pq.read_table(sorted((tmp_path / "ds" / "parquet").glob("*.parquet"))).num_rows == 2
+    assert preprocess.main([*argv, "--output", str(tmp_path / "all"), "--max-failed-fraction", "1"]) == 0
+    with pytest.raises(SystemExit) as usage:
+        preprocess.main([*argv, "--output", str(tmp_path / "x"), "--max-failed-fraction", "1.5"])
+    assert usage.value.code == 2 and "must lie in [0, 1]" in capsys.readouterr().err

@@ -133,6 +133,14 @@ def test_malicious_class_names_are_escaped(tmp_path):
     assert "<script" not in page.lower()
 
 
+def test_a_vertical_that_reads_as_mathtext_is_drawn_as_plain_text(tmp_path):
+    # `$\bad$` is a mathtext expression matplotlib cannot parse; the label is data, not math.
+    verticals = ["Cost $\\bad$" if c % 2 else "Arts" for c in range(12)]
+    write_evaluation_dir(str(tmp_path), videos=200, classes=12, verticals=verticals)
+    page = pathlib.Path(report.write_evaluation_report(str(tmp_path))).read_text()
+    assert "Cost $\\bad$" in page and len(inline_images(page)) == 3
+
+
 def test_segment_map_shown_when_present(tmp_path):
     segments = {"map_at_k": 0.6125, "k": 100000, "num_rated_pairs": 1234, "num_classes_with_positives": 9}
     write_evaluation_dir(str(tmp_path), videos=100, classes=10, segments=segments)
