@@ -7,8 +7,9 @@ instead of loading TensorFlow and Beam.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
+
+from pipelines.startup import quiet_startup
 
 SUBCOMMANDS = {
     "synth": ("pipelines.synth", "write synthetic YouTube-8M-format shards (frame or video level)"),
@@ -28,15 +29,18 @@ SUBCOMMANDS = {
 def usage() -> str:
     lines = ["usage: fewframes <command> [options]", "", "commands:"]
     lines += [f"  {name:<12} {summary}" for name, (_, summary) in SUBCOMMANDS.items()]
-    lines += ["", "`fewframes <command> --help` lists a command's options."]
+    lines += [
+        "",
+        "`fewframes <command> --help` lists a command's options; `--verbose` (or FEWFRAMES_VERBOSE=1)",
+        "shows TensorFlow's start-up notices, hidden by default.",
+    ]
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
-    # TensorFlow's C++ start-up notices (CPU features, missing CUDA) are noise to a
-    # command-line user; warnings and errors still show.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    argv = list(sys.argv[1:] if argv is None else argv)
+    # TensorFlow's start-up notices (oneDNN, missing CUDA, cuInit) are noise to a
+    # command-line user: hidden unless --verbose, set before any job imports TensorFlow.
+    argv = quiet_startup(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0 if argv else 2

@@ -430,4 +430,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from pipelines.startup import quiet_startup
+
+    sys.exit(main(quiet_startup(sys.argv[1:])))

@@ -566,4 +566,6 @@ def main(argv=None, labels: bool = True, prog: str = "fewframes evaluate") -> in
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from pipelines.startup import quiet_startup
+
+    sys.exit(main(quiet_startup(sys.argv[1:])))

@@ -42,6 +42,7 @@ from schemas.quantization import FRAME_DTYPES
 from schemas.views import View
 
 _LOG = logging.getLogger("pipelines.preprocess")  # not "__main__" under `python -m`
+TFT_TEMP_PREFIX = "fewframes-tft-"  # tensorflow-transform's scratch folder without --temp_location
 
 
 class UsageError(ValueError):
@@ -455,7 +456,18 @@ def run(argv=None, test_pipeline=None) -> dict:
     args.transform_temp_dir = None
     if args.zscore:
         temp_location = options.view_as(GoogleCloudOptions).temp_location
-        args.transform_temp_dir = temp_location or tempfile.mkdtemp(prefix="fewframes-tft-")
+        if not temp_location:  # ours to remove when the job ends, however it ends
+            local_temp = tempfile.mkdtemp(prefix=TFT_TEMP_PREFIX)
+            try:
+                args.transform_temp_dir = local_temp
+                return _run_pipeline(args, options, layout, input_files, test_pipeline)
+            finally:
+                shutil.rmtree(local_temp, ignore_errors=True)
+        args.transform_temp_dir = temp_location
+    return _run_pipeline(args, options, layout, input_files, test_pipeline)
+
+
+def _run_pipeline(args, options, layout, input_files, test_pipeline) -> dict:
     _LOG.info(
         "preprocessing %d %s-level shards (%s) -> %s as %s, view %s, frames %s%s",
         len(input_files),
@@ -529,5 +541,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.exit(main())
+    from pipelines.startup import quiet_startup
+
+    sys.exit(main(quiet_startup(sys.argv[1:])))

@@ -712,5 +712,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.exit(main())
+    from pipelines.startup import quiet_startup
+
+    sys.exit(main(quiet_startup(sys.argv[1:])))

@@ -8,12 +8,16 @@ column cannot be renamed or retyped in one place only.
 Frames are stored as they were dequantized (`float16` or `float32`) or still
 quantized (`uint8`); the normalization chain (l2 per frame, then the optional
 z-score) is applied by its readers, identically in training and serving.
-Frames are stored as bytes, like the raw format: in Parquet a frames column is a list
-with one fixed-size binary value per frame (little-endian, `dim` values of the
-layout's frame dtype). Parquet's nested float lists carry repetition levels on every
-value and measured 20x slower to write and 10x slower to read at the same size. In
-TFRecord a frames column is one byte string holding the video's frames back to back.
-Readers decode both with `np.frombuffer` / `decode_raw` and a reshape.
+Frames are stored as bytes, like the raw format: in both Parquet and TFRecord a frames
+column holds one byte string per video, its kept frames back to back (little-endian,
+`dim` values of the layout's frame dtype per frame); in Parquet it is `large_binary`
+(64-bit offsets, so a row group may exceed 2 GiB of frames). Readers decode it with
+`np.frombuffer` / `decode_raw` and a reshape, and so can anyone with pandas or duckdb:
+`np.frombuffer(cell, np.float16).reshape(-1, 1024)`. Parquet's nested float lists carry
+repetition levels on every value and measured 20x slower to write and 10x slower to read
+at the same size. Datasets written before this encoding hold a list with one
+fixed-size binary value per frame (`Column.legacy_arrow_type`), which pandas cannot convert;
+`rows_from_table` still reads them.
 """
 
 from __future__ import annotations
@@ -74,6 +78,10 @@ class Column:
             return pa.list_(pa.float32())
         if self.role == VECTOR:
             return pa.list_(pa.float32(), self.dim)
+        return pa.large_binary()
+
+    def legacy_arrow_type(self, frame_dtype: str) -> pa.DataType:
+        """The frames type of datasets written before `large_binary` (read, never written)."""
         return pa.list_(pa.binary(self.frame_bytes(frame_dtype)))
 
     def frame_bytes(self, frame_dtype: str) -> int:
@@ -82,7 +90,7 @@ class Column:
     def type_text(self, frame_dtype: str) -> str:
         if self.role == FRAMES:
             width = self.frame_bytes(frame_dtype)
-            return f"list<fixed_size_binary[{width}]>: {self.dim} x {frame_dtype} per frame"
+            return f"large_binary: n x {self.dim} x {frame_dtype} ({width} bytes per frame)"
         text = str(self.arrow_type(frame_dtype)).replace("<item: ", "<")
         return re.sub(r"\bfloat\b", "float32", text)
 
@@ -150,7 +158,7 @@ class DatasetLayout:
                 Column(
                     feature,
                     FRAMES,
-                    f"student-view {feature} frames, one row per kept frame",
+                    f"student-view {feature} frames, the kept frames back to back",
                     F.FEATURE_DIMS[feature],
                 )
             )
@@ -160,7 +168,7 @@ class DatasetLayout:
                     Column(
                         F.full_view_column(feature),
                         FRAMES,
-                        f"every {feature} frame up to 300 (teacher view)",
+                        f"every {feature} frame up to 300, back to back (teacher view)",
                         F.FEATURE_DIMS[feature],
                     )
                 )
@@ -415,12 +423,14 @@ def _arrow_column(
     if column.role == VECTOR:
         flat = np.asarray(values, dtype=np.float32).reshape(-1)
         return pa.FixedSizeListArray.from_arrays(pa.array(flat), column.dim)
-    item_type = arrow_type.value_type
     frames = [np.asarray(v).reshape(-1, column.dim) for v in values]
     dtype = np.dtype(frame_dtype).newbyteorder("<")
     flat = np.ascontiguousarray(np.concatenate(frames) if frames else np.zeros((0, column.dim)), dtype=dtype)
-    inner = pa.FixedSizeBinaryArray.from_buffers(item_type, len(flat), [None, pa.py_buffer(flat)])
-    return pa.ListArray.from_arrays(pa.array(_offsets([len(f) for f in frames])), inner)
+    byte_offsets = np.zeros(len(frames) + 1, dtype=np.int64)
+    np.cumsum([f.shape[0] * column.frame_bytes(frame_dtype) for f in frames], out=byte_offsets[1:])
+    return pa.LargeBinaryArray.from_buffers(
+        arrow_type, len(frames), [None, pa.py_buffer(byte_offsets), pa.py_buffer(flat)]
+    )
 
 
 def _numpy_values(column: Column, array: pa.Array, frame_dtype: str) -> list:
@@ -430,9 +440,11 @@ def _numpy_values(column: Column, array: pa.Array, frame_dtype: str) -> list:
         return list(array.to_numpy(zero_copy_only=False))
     if column.role == VECTOR:
         return list(array.flatten().to_numpy(zero_copy_only=False).reshape(-1, column.dim))
+    if column.role == FRAMES and not pa.types.is_list(array.type):
+        return _frames_from_binary(column, array, frame_dtype)
     offsets = array.offsets.to_numpy()
-    if column.role == FRAMES:
-        inner = array.flatten()  # one fixed-size binary value per frame
+    if column.role == FRAMES:  # the legacy encoding: one fixed-size binary value per frame
+        inner = array.flatten()
         width = inner.type.byte_width
         flat = np.frombuffer(
             inner.buffers()[1],
@@ -443,6 +455,27 @@ def _numpy_values(column: Column, array: pa.Array, frame_dtype: str) -> list:
     else:
         flat = array.flatten().to_numpy(zero_copy_only=False)
     return [flat[offsets[i] : offsets[i + 1]] for i in range(len(array))]
+
+
+def _frames_from_binary(column: Column, array: pa.Array, frame_dtype: str) -> list:
+    """One `[n, dim]` array per video from a (large_)binary column of whole frames: views
+    of the column's one data buffer, decoded once rather than per video."""
+    dtype = np.dtype(frame_dtype).newbyteorder("<")
+    frame_bytes = column.frame_bytes(frame_dtype)
+    offset_type = np.dtype(np.int64 if pa.types.is_large_binary(array.type) else np.int32)
+    byte_offsets = np.frombuffer(
+        array.buffers()[1], offset_type, count=len(array) + 1, offset=array.offset * offset_type.itemsize
+    )
+    start, end = int(byte_offsets[0]), int(byte_offsets[-1])
+    if np.any((byte_offsets - start) % frame_bytes):
+        raise ValueError(f"column {column.name!r} holds a value that is not whole {frame_bytes}-byte frames")
+    frame_offsets = (byte_offsets - start) // frame_bytes
+    if end == start:
+        flat = np.zeros((0, column.dim), dtype)
+    else:
+        flat = np.frombuffer(array.buffers()[2], dtype, count=(end - start) // dtype.itemsize, offset=start)
+    flat = flat.reshape(-1, column.dim)
+    return [flat[frame_offsets[i] : frame_offsets[i + 1]] for i in range(len(array))]
 
 
 def layout_from_arrow_schema(schema: pa.Schema) -> DatasetLayout:

@@ -6,7 +6,9 @@ import shutil
 import time
 
 import apache_beam as beam
+import duckdb
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
@@ -227,6 +229,27 @@ def test_parquet_rows_equal_the_raw_records_dequantized_and_subsampled(damaged_i
             assert np.array_equal(row[name], value), (row[F.ID], name)
 
 
+def test_every_parquet_file_of_a_run_loads_with_pandas_and_duckdb_as_the_stored_frames(full_run):
+    output, _ = full_run
+    files = sorted((output / "parquet").glob("*.parquet"))
+    layout = layout_from_arrow_schema(pq.read_schema(files[0]))
+    frames = [c.name for c in layout.frame_columns()]
+    stored = layout.rows_from_table(pq.read_table(files))
+    directory = pd.read_parquet(output / "parquet")  # the whole dataset, as the README shows
+    assert len(directory) == len(stored)
+    duck = duckdb.connect()
+    for path in files:
+        frame = pd.read_parquet(path)
+        rows = layout.rows_from_table(pq.read_table(path))
+        queried = duck.execute(f"SELECT {', '.join(frames)} FROM read_parquet('{path}')").fetchall()
+        assert len(frame) == len(rows) == len(queried)
+        for i, row in enumerate(rows):
+            for j, column in enumerate(layout.frame_columns()):
+                for cell in (frame[column.name].iloc[i], queried[i][j]):
+                    decoded = np.frombuffer(cell, np.float16).reshape(-1, column.dim)
+                    assert np.array_equal(decoded, row[column.name]), (path.name, i, column.name)
+
+
 def test_parquet_columns_get_dictionaries_and_statistics_only_where_they_help(full_run):
     output, _ = full_run
     files = [pq.ParquetFile(path).metadata for path in sorted((output / "parquet").glob("*.parquet"))]
@@ -273,8 +296,10 @@ def test_drop_duplicate_ids_keeps_the_first_in_file_order(damaged_input, tmp_pat
     assert pathlib.Path(dropped["source"]).name == damaged_input["duplicate_source"]
     table = pq.read_table(sorted((tmp_path / "ds" / "parquet").glob("*.parquet")))
     assert sorted(table.column(F.ID).to_pylist()) == sorted(damaged_input["good"])
-    assert table.schema.field(F.RGB).type.value_type.byte_width == 1024  # one uint8 per value
-    assert layout_from_arrow_schema(table.schema).frame_dtype == "uint8"
+    layout = layout_from_arrow_schema(table.schema)
+    assert layout.frame_dtype == "uint8"
+    rgb = layout.rows_from_table(table, [F.RGB])[0][F.RGB]
+    assert rgb.dtype == np.uint8 and rgb.shape[1] == 1024  # one byte per value
 
 
 def test_existing_dataset_is_refused_unless_overwrite(damaged_input, tmp_path):

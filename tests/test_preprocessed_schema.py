@@ -1,6 +1,8 @@
 import io
 
+import duckdb
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -89,6 +91,86 @@ def test_frame_rows_round_trip_through_parquet(layout):
     table = pq.read_table(io.BytesIO(buffer.getvalue()))
     assert layout_from_arrow_schema(table.schema) == layout
     _assert_rows_equal(layout, layout.rows_from_table(table), rows)
+
+
+def _video_rows(count=3):
+    rng = np.random.default_rng(3)
+    return [
+        {
+            F.ID: f"v{i}",
+            F.LABELS: np.array([i], np.int32),
+            F.MEAN_RGB: rng.normal(size=1024).astype(np.float32),
+            F.MEAN_AUDIO: rng.normal(size=128).astype(np.float32),
+        }
+        for i in range(count)
+    ]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS + [DatasetLayout(F.VIDEO_LEVEL)], ids=_layout_id)
+def test_parquet_files_load_with_pandas_and_duckdb_and_frames_decode_with_one_frombuffer(layout, tmp_path):
+    rows = _video_rows() if layout.kind == F.VIDEO_LEVEL else _frame_rows(layout, np.random.default_rng(4))
+    path = tmp_path / "part-0.parquet"
+    pq.write_table(
+        pa.Table.from_batches([layout.to_record_batch(rows)]), path, **layout.parquet_writer_options()
+    )
+    frame = pd.read_parquet(path)
+    assert frame[F.ID].tolist() == [r[F.ID] for r in rows]
+    columns = [c.name for c in layout.columns()]
+    duck = duckdb.connect().execute(f"SELECT {', '.join(columns)} FROM read_parquet('{path}')").fetchall()
+    assert [r[0] for r in duck] == [r[F.ID] for r in rows]
+    for column in layout.frame_columns():  # README: np.frombuffer(cell, dtype).reshape(-1, dim)
+        position = columns.index(column.name)
+        for i, row in enumerate(rows):
+            for cell in (frame[column.name].iloc[i], duck[i][position]):
+                decoded = np.frombuffer(cell, np.dtype(layout.frame_dtype)).reshape(-1, column.dim)
+                assert np.array_equal(decoded, row[column.name]), (column.name, i)
+    for name in (F.MEAN_RGB, F.MEAN_AUDIO) if layout.kind == F.VIDEO_LEVEL else ():
+        assert np.array_equal(np.stack(frame[name].to_numpy()), np.stack([r[name] for r in rows]))
+
+
+def _legacy_record_batch(layout: DatasetLayout, rows) -> pa.RecordBatch:
+    """`rows` in the frames encoding datasets had before `large_binary`: a list with one
+    fixed-size binary value per frame, built here with pyarrow alone."""
+    batch = layout.to_record_batch(rows)
+    arrays, fields = [], []
+    for column in layout.columns():
+        array = batch.column(column.name)
+        if column.name in [c.name for c in layout.frame_columns()]:
+            frames = [
+                np.ascontiguousarray(r[column.name], np.dtype(layout.frame_dtype).newbyteorder("<"))
+                for r in rows
+            ]
+            item = pa.binary(column.frame_bytes(layout.frame_dtype))
+            inner = pa.array([f.tobytes() for video in frames for f in video], item)
+            offsets = np.cumsum([0] + [len(f) for f in frames]).astype(np.int32)
+            array = pa.ListArray.from_arrays(pa.array(offsets), inner)
+            assert array.type == column.legacy_arrow_type(layout.frame_dtype)
+        arrays.append(array)
+        fields.append(pa.field(column.name, array.type, nullable=False))
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields, metadata=batch.schema.metadata))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=_layout_id)
+def test_parquet_files_in_the_old_frames_encoding_are_still_read(layout):
+    rows = _frame_rows(layout, np.random.default_rng(5))
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_batches([_legacy_record_batch(layout, rows)]), buffer)
+    table = pq.read_table(io.BytesIO(buffer.getvalue()))
+    assert pa.types.is_list(table.schema.field(F.RGB).type)
+    assert layout_from_arrow_schema(table.schema) == layout
+    _assert_rows_equal(layout, layout.rows_from_table(table), rows)
+
+
+def test_a_frames_value_that_is_not_whole_frames_is_refused():
+    layout = LAYOUTS[0]
+    rows = _frame_rows(layout, np.random.default_rng(6), count=2)
+    batch = layout.to_record_batch(rows)
+    cut = pa.array([b"\x00" * 3, b""], pa.large_binary())
+    arrays = [cut if name == F.RGB else batch.column(name) for name in batch.schema.names]
+    with pytest.raises(ValueError, match="'rgb' holds a value that is not whole 2048-byte frames"):
+        layout.rows_from_table(
+            pa.Table.from_batches([pa.RecordBatch.from_arrays(arrays, schema=batch.schema)])
+        )
 
 
 @pytest.mark.parametrize("layout", LAYOUTS, ids=_layout_id)

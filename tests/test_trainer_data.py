@@ -1,11 +1,17 @@
 """The dataset readers agree with each other and with the rows the job wrote."""
 
+import shutil
+
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pipelines import preprocess
 from pipelines.synth import SynthConfig, generate
 from schemas import features as F
+from schemas.preprocessed import layout_from_arrow_schema
+from tests.test_preprocessed_schema import _legacy_record_batch
 from trainer import data
 
 
@@ -53,6 +59,27 @@ def test_parquet_and_tfrecord_readers_give_the_same_batches(dataset):
                 assert length == expected[name + data.LENGTH_SUFFIX]
                 assert np.array_equal(batch[name][i].numpy()[:length], expected[name][:length])
             assert batch[F.LABELS][i].numpy().tolist() == expected[F.LABELS].tolist()
+
+
+def test_a_dataset_written_in_the_old_frames_encoding_gives_the_same_batches(dataset, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(dataset, old)
+    for path in (old / "parquet").glob("*.parquet"):
+        table = pq.read_table(path)
+        layout = layout_from_arrow_schema(table.schema)
+        legacy = pa.Table.from_batches([_legacy_record_batch(layout, layout.rows_from_table(table))])
+        assert pa.types.is_list(legacy.schema.field(F.RGB).type)
+        pq.write_table(legacy, path)
+    expected = list(data.parquet_batches(str(dataset), batch_size=8))
+    got = list(data.parquet_batches(str(old), batch_size=8))
+    assert len(got) == len(expected) == 4
+    for got_batch, expected_batch in zip(got, expected, strict=True):
+        assert got_batch[F.ID].tolist() == expected_batch[F.ID].tolist()
+        for name in (F.RGB, F.AUDIO, F.full_view_column(F.RGB), F.full_view_column(F.AUDIO)):
+            assert np.array_equal(got_batch[name], expected_batch[name]), name
+            assert np.array_equal(
+                got_batch[name + data.LENGTH_SUFFIX], expected_batch[name + data.LENGTH_SUFFIX]
+            )
 
 
 def test_padding_is_zero_and_lengths_match_the_view(dataset):

@@ -1,6 +1,7 @@
 """The z-score step: TFT's analysis equals numpy statistics; reuse copies it exactly."""
 
 import json
+import tempfile
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -49,10 +50,27 @@ def zscored(tmp_path_factory):
             videos=16, shards=1, classes=8, min_frames=4, max_frames=40, seed=seed, partition=partition
         )
         generate(str(root / "raw"), config, progress=False)
-    train = _preprocess(
-        root, "train", root / "train", "--view", "every_n:3", "--frame-dtype", "float32", "--zscore"
-    )
+    with pytest.MonkeyPatch.context() as patch:  # the job's scratch folder goes under root/tmp
+        (root / "tmp").mkdir()
+        patch.setattr(tempfile, "tempdir", str(root / "tmp"))
+        train = _preprocess(
+            root, "train", root / "train", "--view", "every_n:3", "--frame-dtype", "float32", "--zscore"
+        )
     return root, train
+
+
+def test_the_tft_scratch_folder_is_removed_when_the_job_ends(zscored):
+    root, summary = zscored
+    assert summary["normalization"]["zscore"] == "analyzed"
+    assert not list((root / "tmp").glob(preprocess.TFT_TEMP_PREFIX + "*"))
+
+
+def test_the_tft_scratch_folder_is_removed_when_the_job_fails(zscored, tmp_path, monkeypatch):
+    root, _ = zscored
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(ValueError, match="NoSuchRunner"):  # fails after the folder is made
+        _preprocess(root, "train", tmp_path / "out", "--zscore", "--runner", "NoSuchRunner")
+    assert not list(tmp_path.glob(preprocess.TFT_TEMP_PREFIX + "*"))
 
 
 def test_analysis_equals_numpy_statistics_of_the_stored_frames(zscored):
