@@ -51,8 +51,8 @@ def _frames_of(data: bytes) -> dict[str, np.ndarray]:
     spec = {feature: tf.io.FixedLenSequenceFeature([], tf.string) for feature in F.FRAME_FEATURES}
     _, lists = tf.io.parse_single_sequence_example(data, sequence_features=spec)
     return {
-        feature: np.frombuffer(b"".join(lists[feature].numpy()), np.uint8).reshape(-1, F.FEATURE_DIMS[feature])
-        for feature in F.FRAME_FEATURES
+        feature: np.frombuffer(b"".join(lists[feature].numpy()), np.uint8).reshape(-1, dim)
+        for feature, dim in F.FEATURE_DIMS.items()
     }
 
 
@@ -89,7 +89,7 @@ def realism_statistics(frames_per_video: Iterable[dict[str, np.ndarray]], lags=L
         total, count = np.sum(within[feature], axis=0)
         within_mean = float(total / count)
         result[feature] = {
-            "lags": {lag: float(np.mean(values)) if values else float("nan") for lag, values in cosines[feature].items()},
+            "lags": {lag: float(np.mean(v)) if v else float("nan") for lag, v in cosines[feature].items()},
             "within": within_mean,
             "between": between,
             "spread_ratio": within_mean / between if between > 0 else float("inf"),

@@ -202,7 +202,8 @@ class SynthConfig:
                 f"got {self.min_window_frames}"
             )
         if self.frame_model not in FRAME_MODELS:
-            raise ValueError(f"frame_model must be one of {', '.join(FRAME_MODELS)}, got {self.frame_model!r}")
+            choices = ", ".join(FRAME_MODELS)
+            raise ValueError(f"frame_model must be one of {choices}, got {self.frame_model!r}")
         if not 0.0 <= self.noise_correlation < 1.0:
             raise ValueError(f"noise_correlation must be in [0, 1), got {self.noise_correlation}")
         if self.noise_correlation and self.frame_model != IID_FRAMES:
