@@ -256,6 +256,7 @@ class SyntheticVideo:
     rgb: np.ndarray  # uint8 [T, 1024]
     audio: np.ndarray  # uint8 [T, 128]
     segments: dict | None  # schemas.features segment fields, or None
+    shot_starts: np.ndarray | None = None  # int64 first frames of the shots (frame model "shots")
 
     @property
     def num_frames(self) -> int:
@@ -528,6 +529,7 @@ class VideoSynthesizer:
             rgb=np.ascontiguousarray(quantized[:, :_RGB_DIM]),
             audio=np.ascontiguousarray(quantized[:, _RGB_DIM:]),
             segments=segments,
+            shot_starts=shot_starts,
         )
 
     def record(self, video: SyntheticVideo) -> bytes:
