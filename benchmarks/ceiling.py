@@ -18,7 +18,7 @@ invisible to any student. This module measures that limit on the same videos:
   students' ratios.
 
     .venv/bin/python benchmarks/ceiling.py [--views every_n:10,every_n:30] [--seeds 0,1,2] \
-        [--min-window-frames N] [--noise-correlation R]
+        [--min-window-frames N] [--frame-model shots|iid] [--noise-correlation R (iid only)]
 
 `benchmarks/train.py quality` runs it on each seed's data and reports it with the
 trained models.
@@ -183,6 +183,9 @@ def partitions(seed: int, args) -> tuple[dict, dict]:
         common["min_window_frames"] = args.min_window_frames
     if args.noise_correlation is not None:
         common["noise_correlation"] = args.noise_correlation
+    # Always stamped: datasets generated before the shot model (the iid frames, with no
+    # frame_model field) must not be taken for data of the current default.
+    common["frame_model"] = args.frame_model
     train = {**common, "videos": args.videos, "shards": 4, "seed": seed, "partition": "train"}
     validate = {**common, "videos": args.eval_videos, "shards": 2, "seed": seed, "partition": "validate"}
     return train, validate
@@ -204,7 +207,13 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         "--noise-correlation",
         type=float,
         default=None,
-        help="the generator's frame-to-frame noise correlation (default: the generator's, 0)",
+        help="the generator's frame-to-frame noise correlation, with --frame-model iid (default 0)",
+    )
+    parser.add_argument(
+        "--frame-model",
+        choices=synth.FRAME_MODELS,
+        default=synth.SynthConfig().frame_model,
+        help="the generator's frame model (default: the generator's, shots)",
     )
 
 

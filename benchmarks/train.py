@@ -351,6 +351,7 @@ def quality_report(args, per_seed: list[dict]) -> str:
         f"Teacher `{args.teacher}`, student `{args.student}`; {args.videos} train / {args.eval_videos} "
         f"validate synthetic videos of {args.frames} frames, {args.classes} classes"
         + (f", windows of at least {args.min_window_frames} frames" if args.min_window_frames else "")
+        + f", {args.frame_model} frames"
         + (f", frame noise correlated {args.noise_correlation} in time" if args.noise_correlation else "")
         + f"; {args.epochs} epochs, "
         f"batch {args.batch_size}, learning rate {args.learning_rate}; GAP on the validate videos, "

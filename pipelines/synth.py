@@ -1,8 +1,11 @@
 """Deterministic synthetic YouTube-8M shards (frame or video level).
 
-No real frame-level data is available offline, so tests, benchmarks and the demo run
-on shards written here in the exact released format: `{out}/{partition}0000.tfrecord`
-... (records built by `schemas.raw`) and a `vocabulary.csv` with the real header.
+Tests, benchmarks and the demo run on shards written here in the exact released
+format: `{out}/{partition}0000.tfrecord` ... (records built by `schemas.raw`) and a
+`vocabulary.csv` with the real header. The only real frame-level data at hand
+(`../shared/data/yt8m-v2-frame-sample`, 40 videos, relabelled) is too small to train
+on, but it shows how real frames change over time, and the default frame model below
+is fitted to it.
 
 Generative model
 ----------------
@@ -25,18 +28,39 @@ seeing all frames (the teacher) can beat one seeing every 10th frame (the studen
   frames of every_n:10, the redundancy of real video at one frame per second, where
   what a label shows usually lasts longer than ten seconds; views that read fewer
   frames (every_n:30, uniform:6) still miss windows.
-* Frames. frame_t = background + noise_t + Σ over labels visible at t of
+* Frames. frame_t = background + variation_t + Σ over labels visible at t of
   amplitude × prototype. The background is one random vector per video (what makes
-  the frames of one video alike and video means differ); the noise is i.i.d.
-  gaussian per frame and component (std 0.45; drawn as 16 random bits indexing a
-  table of 65536 gaussian quantiles, 5x faster than `standard_normal` and, after
-  8-bit quantization, indistinguishable from it). `--noise-correlation R` makes it
-  AR(1) in time instead (same std; frames k apart correlated R^k), as in real video,
-  where neighbouring frames are near duplicates: a model then gains less from reading
-  more frames of the same stretch. A label's amplitude, measured along
-  its prototype, is 3 noise std in rgb and 2 in audio, times a per-video factor in
-  [0.75, 1.25]: one frame gives moderate evidence, many frames strong evidence.
-  Per component the values have std ≈ 0.54, so almost all lie within the quantizer's
+  the frames of one video alike and video means differ). The variation has std
+  NOISE_STD = 0.45 per component; how it changes over time is the frame model:
+  - `shots` (the default). Real video is made of shots: neighbouring frames are near
+    duplicates inside a shot and jump at a cut. A video is cut into shots of
+    geometric length (mean MEAN_SHOT_FRAMES = 16 frames; the cuts are drawn per
+    video); each shot has its own content, a gaussian vector (a share SHOT_SHARE of
+    the variance: 26% rgb, 21% audio), constant through the shot, and on top of it a
+    drift, an ARMA(1,1) process x_t = rho x_(t-1) + e_t + theta e_(t-1) of the
+    per-frame noise e (the rest of the variance; rho 0.59 rgb, 0.49 audio; the MA term
+    makes part of it fresh noise in every frame). Shot content gives the slow decay
+    of the correlation with lag (up to 20 frames), the drift the fast one (lags
+    1-5). Label windows start at the cut nearest their random start, so what a label
+    shows tends to begin with a shot. The background std is 0.225 (rgb) and 0.315
+    (audio). Fitted with `benchmarks/realism.py` (`pipelines.realism`) to the real
+    sample: the mean over videos of the cosine between frames t and t + lag
+    (l2-normalised, the video mean removed) at lags 1, 2, 5, 10, 20 is 0.47, 0.35,
+    0.18, 0.10, 0.03 for rgb (real: 0.47, 0.35, 0.19, 0.11, 0.04) and 0.24, 0.19,
+    0.12, 0.08, 0.02 for audio (real: 0.25, 0.20, 0.13, 0.08, 0.03); within-video over
+    between-video spread 3.2 rgb, 1.9 audio (real 3.2, 1.8). i.i.d. noise (old
+    default) gives 0 at every lag, and AR(1) noise fitted at lag 1 gives 0.22 at lag 2.
+  - `iid` (the earlier generator, byte for byte): i.i.d. gaussian noise per frame and
+    component (std 0.45) and background std 0.30. `--noise-correlation R` makes the
+    noise AR(1) in time instead (same std; frames k apart correlated R^k).
+  The noise values are drawn as 16 random bits indexing a table of 65536 gaussian
+  quantiles (5x faster than `standard_normal` and, after 8-bit quantization,
+  indistinguishable from it); the shot model filters them in time. A label's
+  amplitude, measured along its prototype, is 3 noise std in rgb and 2 in audio,
+  times a per-video factor in [0.75, 1.25]: one frame gives moderate evidence, many
+  frames strong evidence (less with shots: neighbouring frames repeat their shot's
+  content, so a window's frames are less independent evidence than i.i.d. frames).
+  Per component the values have std ≈ 0.50-0.55, so almost all lie within the quantizer's
   [-2, 2]; frames are then quantized to uint8 with `schemas.quantization.quantize`.
 * Consequences. The projection of a frame onto a prototype rises by the amplitude in
   the label's window. For a short-window class the max over frames of that projection
@@ -128,6 +152,18 @@ RGB_AMPLITUDE = 3.0 * NOISE_STD
 AUDIO_AMPLITUDE = 2.0 * NOISE_STD
 AMPLITUDE_JITTER = (0.75, 1.25)
 SEGMENT_RATED_LABEL_SHARE = 0.6
+
+# Frame models (SynthConfig.frame_model).
+SHOT_FRAMES = "shots"
+IID_FRAMES = "iid"
+FRAME_MODELS = (SHOT_FRAMES, IID_FRAMES)
+# The shot model, per feature (rgb, audio), fitted to the real frame sample with
+# `benchmarks/realism.py` (see the module docstring). Shot lengths are geometric.
+MEAN_SHOT_FRAMES = 16.0
+SHOT_SHARE = {F.RGB: 0.26, F.AUDIO: 0.21}  # of the within-video variance NOISE_STD**2
+DRIFT_RHO = {F.RGB: 0.59, F.AUDIO: 0.49}  # ARMA(1,1) x_t = rho x_(t-1) + e_t + theta e_(t-1)
+DRIFT_THETA = {F.RGB: -0.285, F.AUDIO: -0.405}
+SHOT_BACKGROUND_STD = {F.RGB: 0.225, F.AUDIO: 0.315}
 MAX_SEGMENTS_PER_SCORE = 3
 
 _RGB_DIM = F.FEATURE_DIMS[F.RGB]
@@ -162,7 +198,11 @@ class SynthConfig:
     # The shortest window a windowed class is visible in, in frames (seconds at the
     # release's one frame per second); the video's length caps it.
     min_window_frames: int = F.SEGMENT_LENGTH_FRAMES
+    # How frames vary over time: "shots" (the default, statistics like real video) or
+    # "iid" (the earlier generator: the same noise for every frame, byte for byte).
+    frame_model: str = "shots"
     # Correlation of a frame's noise with the previous frame's (AR(1)); 0: independent.
+    # A parameter of frame_model "iid" only (the shot model has its own time structure).
     noise_correlation: float = 0.0
 
     def __post_init__(self):
@@ -185,8 +225,15 @@ class SynthConfig:
                 f"min_window_frames must be at least one {F.SEGMENT_LENGTH_FRAMES}-frame segment, "
                 f"got {self.min_window_frames}"
             )
+        if self.frame_model not in FRAME_MODELS:
+            choices = ", ".join(FRAME_MODELS)
+            raise ValueError(f"frame_model must be one of {choices}, got {self.frame_model!r}")
         if not 0.0 <= self.noise_correlation < 1.0:
             raise ValueError(f"noise_correlation must be in [0, 1), got {self.noise_correlation}")
+        if self.noise_correlation and self.frame_model != IID_FRAMES:
+            raise ValueError(
+                f"noise_correlation is a parameter of frame_model {IID_FRAMES!r}, not {self.frame_model!r}"
+            )
         if self.segments and self.kind != F.FRAME_LEVEL:
             raise ValueError("segments are frame-level fields; they need kind 'frame'")
 
@@ -233,6 +280,7 @@ class SyntheticVideo:
     rgb: np.ndarray  # uint8 [T, 1024]
     audio: np.ndarray  # uint8 [T, 128]
     segments: dict | None  # schemas.features segment fields, or None
+    shot_starts: np.ndarray | None = None  # int64 first frames of the shots (frame model "shots")
 
     @property
     def num_frames(self) -> int:
@@ -339,11 +387,66 @@ def window_lengths(fractions: np.ndarray, num_frames: int, min_frames: int) -> n
 
 
 def _draw_windows(
-    rng: np.random.Generator, fractions: np.ndarray, num_frames: int, min_frames: int
+    rng: np.random.Generator,
+    fractions: np.ndarray,
+    num_frames: int,
+    min_frames: int,
+    shot_starts: np.ndarray | None = None,
 ) -> np.ndarray:
+    """[K, 2] label windows; with `shot_starts`, each window starts at the cut nearest
+    its uniformly drawn start (that leaves it inside the video), so labels follow shots."""
     lengths = window_lengths(fractions, num_frames, min_frames)
     starts = rng.integers(0, num_frames - lengths + 1)
+    if shot_starts is not None:
+        for k, (start, length) in enumerate(zip(starts, lengths, strict=True)):
+            cuts = shot_starts[shot_starts <= num_frames - length]  # holds 0
+            starts[k] = cuts[np.argmin(np.abs(cuts - start))]
     return np.stack([starts, starts + lengths], axis=1)
+
+
+def _draw_shot_starts(rng: np.random.Generator, num_frames: int) -> np.ndarray:
+    """First frames of a video's shots (int64, ascending, starting at 0): geometric lengths."""
+    lengths = rng.geometric(1.0 / MEAN_SHOT_FRAMES, size=int(2 * num_frames / MEAN_SHOT_FRAMES) + 4)
+    while lengths.sum() < num_frames:
+        lengths = np.concatenate([lengths, rng.geometric(1.0 / MEAN_SHOT_FRAMES, size=len(lengths))])
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    return starts[starts < num_frames].astype(np.int64)
+
+
+def _per_column(values: dict) -> np.ndarray:
+    """A per-feature constant as one float32 value per frame column (rgb then audio)."""
+    return np.concatenate(
+        [np.full(_RGB_DIM, values[F.RGB], np.float32), np.full(_AUDIO_DIM, values[F.AUDIO], np.float32)]
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _shot_model_columns() -> dict[str, np.ndarray]:
+    rho, theta = _per_column(DRIFT_RHO), _per_column(DRIFT_THETA)
+    share = _per_column(SHOT_SHARE)
+    # The ARMA(1,1) of unit innovations has variance (1 + 2 rho theta + theta^2) / (1 - rho^2);
+    # scaled so that drift + shot content have the within-video variance NOISE_STD**2.
+    arma_variance = (1 + 2 * rho * theta + theta * theta) / (1 - rho * rho)
+    columns = {
+        "rho": rho,
+        "theta": theta,
+        "drift_scale": np.sqrt((1 - share) / arma_variance).astype(np.float32),
+        "shot_std": (NOISE_STD * np.sqrt(share)).astype(np.float32),
+        "background_std": _per_column(SHOT_BACKGROUND_STD),
+    }
+    for array in columns.values():
+        array.flags.writeable = False
+    return columns
+
+
+def _drift_in_time(noise: np.ndarray, rho: np.ndarray, theta: np.ndarray) -> None:
+    """Independent per-frame noise e [T, D] -> ARMA(1,1) in place, per column:
+    x_t = rho x_(t-1) + e_t + theta e_(t-1) (an AR(1) filter, then a one-step MA)."""
+    step = np.empty_like(noise[0])
+    for t in range(1, len(noise)):
+        np.multiply(noise[t - 1], rho, out=step)
+        noise[t] += step
+    noise[1:] += theta * noise[:-1]  # y_t + theta y_(t-1) = (1 + theta B) / (1 - rho B) e_t
 
 
 def _draw_segments(rng: np.random.Generator, labels, windows, num_frames: int) -> dict | None:
@@ -407,9 +510,19 @@ class VideoSynthesizer:
         label_count = 1 + int(rng.choice(len(LABEL_COUNT_PROBABILITIES), p=LABEL_COUNT_PROBABILITIES))
         label_count = min(label_count, model.classes)
         labels = np.sort(rng.choice(model.classes, size=label_count, replace=False, p=model.frequencies))
-        windows = _draw_windows(rng, model.window_fractions[labels], num_frames, config.min_window_frames)
+        shots = config.frame_model == SHOT_FRAMES
+        shot_starts = _draw_shot_starts(rng, num_frames) if shots else None
+        windows = _draw_windows(
+            rng, model.window_fractions[labels], num_frames, config.min_window_frames, shot_starts
+        )
         amplitudes = rng.uniform(*AMPLITUDE_JITTER, size=label_count).astype(np.float32)
-        background = (rng.standard_normal(_FRAME_DIM) * BACKGROUND_STD).astype(np.float32)
+        if shots:
+            columns = _shot_model_columns()
+            background = rng.standard_normal(_FRAME_DIM).astype(np.float32) * columns["background_std"]
+            contents = rng.standard_normal((len(shot_starts), _FRAME_DIM)).astype(np.float32)
+            contents *= columns["shot_std"]
+        else:
+            background = (rng.standard_normal(_FRAME_DIM) * BACKGROUND_STD).astype(np.float32)
 
         # Raw 64-bit words viewed as 16-bit table indices (little-endian, as on every
         # platform TensorFlow runs on): four noise values per word drawn.
@@ -417,7 +530,12 @@ class VideoSynthesizer:
         words = bit_generator.random_raw(-(-size // 4))
         indices = words.astype("<u8", copy=False).view("<u2")[:size]
         frames = _noise_table().take(indices, out=self._scratch[:size]).reshape(num_frames, _FRAME_DIM)
-        if config.noise_correlation:
+        if shots:
+            frames *= columns["drift_scale"]  # scaling first: the filter is linear
+            _drift_in_time(frames, columns["rho"], columns["theta"])
+            shot_of_frame = np.repeat(np.arange(len(shot_starts)), np.diff(shot_starts, append=num_frames))
+            frames += contents[shot_of_frame]
+        elif config.noise_correlation:
             _correlate_in_time(frames, config.noise_correlation)
         frames += background
         for label, (start, end), amplitude in zip(labels, windows, amplitudes, strict=True):
@@ -435,6 +553,7 @@ class VideoSynthesizer:
             rgb=np.ascontiguousarray(quantized[:, :_RGB_DIM]),
             audio=np.ascontiguousarray(quantized[:, _RGB_DIM:]),
             segments=segments,
+            shot_starts=shot_starts,
         )
 
     def record(self, video: SyntheticVideo) -> bytes:
@@ -631,12 +750,20 @@ def build_arg_parser() -> argparse.ArgumentParser:
         f"(default {defaults.min_window_frames}; see the generative model)",
     )
     parser.add_argument(
+        "--frame-model",
+        choices=FRAME_MODELS,
+        default=defaults.frame_model,
+        help=f"how frames vary in time: {SHOT_FRAMES} (shots, drift and noise whose statistics match "
+        f"real frames) or {IID_FRAMES} (the earlier generator: independent noise per frame, its bytes "
+        f"unchanged) (default {defaults.frame_model}; see the generative model)",
+    )
+    parser.add_argument(
         "--noise-correlation",
         type=float,
         default=defaults.noise_correlation,
         metavar="R",
         help="correlation in [0, 1) of each frame's noise with the previous frame's "
-        f"(default {defaults.noise_correlation}: independent; see the generative model)",
+        f"(default {defaults.noise_correlation}: independent; --frame-model {IID_FRAMES} only)",
     )
     parser.add_argument(
         "--segments", action="store_true", help="add 2019-style rated segments (frame level only)"
@@ -676,6 +803,7 @@ def main(argv=None) -> int:
             segments=args.segments,
             partition=args.partition,
             min_window_frames=args.min_window_frames,
+            frame_model=args.frame_model,
             noise_correlation=args.noise_correlation,
         )
     except ValueError as error:
@@ -683,7 +811,7 @@ def main(argv=None) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     logger.info(
-        "writing %d %s-level %s videos (%d:%d frames, %d classes, seed %d%s) to %d shard(s) in %s",
+        "writing %d %s-level %s videos (%d:%d frames, %d classes, seed %d, %s frames%s) to %d shard(s) in %s",
         config.videos,
         config.kind,
         config.partition,
@@ -691,6 +819,7 @@ def main(argv=None) -> int:
         config.max_frames,
         config.classes,
         config.seed,
+        config.frame_model,
         ", with segments" if config.segments else "",
         config.shards,
         args.out,

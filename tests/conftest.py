@@ -13,12 +13,17 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def shared_data_dir() -> pathlib.Path:
-    """`../shared/data` beside the checkout (real YT8M sample shards and vocabulary)."""
+    """`../shared/data` beside the checkout (real YT8M sample shards and vocabulary).
+
+    Both real samples (video level and frame level) are required in CI: a reader change
+    that breaks real data must fail there, not skip.
+    """
     path = pathlib.Path(os.environ.get("FEWFRAMES_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
-    if not (path / "yt8m-v2-video-sample").is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must have the shared sample data at {path}")
-        pytest.skip(f"shared sample data not found at {path}")
+    for sample in ("yt8m-v2-video-sample", "yt8m-v2-frame-sample"):
+        if not (path / sample).is_dir():
+            if os.environ.get("CI"):
+                pytest.fail(f"CI must have the shared sample data at {path / sample}")
+            pytest.skip(f"shared sample data not found at {path / sample}")
     return path
 
 

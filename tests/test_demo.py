@@ -17,7 +17,11 @@ def test_demo_runs_end_to_end_resumes_and_distillation_beats_the_plain_student(t
     assert 0.09 < rows["student"]["fraction_read"] < 0.12  # every 10th of 30-300 frames
     # Reading a tenth of the frames costs accuracy, distillation (from the offline
     # teacher targets) wins part of it back: +0.021 GAP at the demo's seed, +0.024 to
-    # +0.029 at seeds 1-3, as online distillation (benchmarks/offline_quality.py).
+    # +0.029 at seeds 1-3, as online distillation (benchmarks/offline_quality.py), on
+    # the earlier i.i.d. frames. On the default shot frames (issue 22) the demo's seed
+    # measured teacher 0.543, student 0.539, distilled 0.566: distillation still wins
+    # +0.024, but the teacher's lead over the student is thin (+0.004), since
+    # neighbouring frames now repeat their shot.
     assert rows["student-distilled"]["gap"] > rows["student"]["gap"] + 0.01
     assert rows["teacher"]["gap"] > rows["student"]["gap"]
     assert rows["student"]["model_seconds_per_video"] < rows["teacher"]["model_seconds_per_video"] / 4

@@ -331,7 +331,8 @@ def test_min_window_frames_lengthens_short_windows_only():
 
 
 def test_noise_correlation_makes_neighbouring_frames_alike_without_changing_the_labels():
-    base = synth.SynthConfig(videos=6, seed=4, classes=12, min_frames=300, max_frames=300)
+    # A parameter of the earlier, i.i.d. frame model (the shot model has its own time structure).
+    base = synth.SynthConfig(videos=6, seed=4, classes=12, min_frames=300, max_frames=300, frame_model="iid")
     correlated = dataclasses.replace(base, noise_correlation=0.9)
     lag1, lag10, stds = [], [], []
     for index in range(base.videos):
@@ -359,6 +360,8 @@ def test_noise_correlation_makes_neighbouring_frames_alike_without_changing_the_
     assert abs(np.median(stds) - synth.NOISE_STD) < 0.05, stds
     with pytest.raises(ValueError, match="noise_correlation"):
         dataclasses.replace(base, noise_correlation=1.0)
+    with pytest.raises(ValueError, match="noise_correlation is a parameter of frame_model 'iid'"):
+        dataclasses.replace(correlated, frame_model="shots")
 
 
 def test_frame_counts_follow_a_distribution_with_many_capped_videos():
@@ -397,6 +400,8 @@ def test_cli_writes_the_shards_and_returns_0(tmp_path, capsys):
         (["--partition", "dev"], "invalid choice"),
         (["--seed", "-1"], "non-negative"),
         (["--min-window-frames", "4"], "min_window_frames must be at least"),
+        (["--frame-model", "ar1"], "invalid choice"),
+        (["--noise-correlation", "0.5"], "noise_correlation is a parameter of frame_model 'iid'"),
     ],
 )
 def test_cli_rejects_bad_arguments_with_a_usage_error(tmp_path, capsys, extra, message):
@@ -435,3 +440,79 @@ def test_shards_left_by_an_earlier_larger_run_are_reported_not_deleted(tmp_path,
         synth.generate(str(tmp_path), dataclasses.replace(config, shards=1), progress=False)
     assert "2 older shard(s) (train0001.tfrecord" in caplog.text
     assert (tmp_path / "train0002.tfrecord").exists()
+
+
+# The real sample's statistics (../shared/data/README.md, measured on 143 real videos with
+# pipelines.realism's definition) and the issue's tolerance: +-0.05 on each lag's mean
+# cosine, a factor 1.3 on the within/between spread ratio.
+REAL_LAG_COSINES = {
+    F.RGB: {1: 0.47, 2: 0.35, 5: 0.19, 10: 0.11, 20: 0.04},
+    F.AUDIO: {1: 0.25, 2: 0.20, 5: 0.13, 10: 0.08, 20: 0.03},
+}
+REAL_SPREAD_RATIOS = {F.RGB: 0.751 / 0.232, F.AUDIO: 0.630 / 0.352}
+
+
+def _realism(config: synth.SynthConfig) -> dict:
+    from pipelines.realism import realism_statistics
+
+    synthesizer = synth.VideoSynthesizer(config)
+    videos = (synthesizer.video(index) for index in range(config.videos))
+    return realism_statistics({F.RGB: video.rgb, F.AUDIO: video.audio} for video in videos)
+
+
+def _matches_real_video(statistics: dict) -> bool:
+    return all(
+        abs(statistics[feature]["lags"][lag] - real) <= 0.05
+        for feature, lags in REAL_LAG_COSINES.items()
+        for lag, real in lags.items()
+    ) and all(
+        1 / 1.3 <= statistics[feature]["spread_ratio"] / real <= 1.3
+        for feature, real in REAL_SPREAD_RATIOS.items()
+    )
+
+
+def test_default_frames_change_over_time_like_real_video_and_iid_frames_do_not():
+    config = synth.SynthConfig(videos=40, seed=11, classes=20)
+    shots = _realism(config)
+    assert _matches_real_video(shots), shots
+    iid = _realism(dataclasses.replace(config, frame_model="iid"))
+    assert not _matches_real_video(iid) and abs(iid[F.RGB]["lags"][2]) < 0.05, iid
+
+
+def test_label_windows_start_at_cuts_and_frames_jump_there():
+    config = synth.SynthConfig(videos=30, seed=6, classes=12, min_frames=100, max_frames=300)
+    synthesizer = synth.VideoSynthesizer(config)
+    inside, across = [], []
+    for index in range(config.videos):
+        video = synthesizer.video(index)
+        cuts = video.shot_starts
+        assert cuts[0] == 0 and (np.diff(cuts) > 0).all() and cuts[-1] < video.num_frames
+        assert np.isin(video.windows[:, 0], cuts).all(), (video.windows, cuts)
+        frames = dequantize(video.rgb).astype(np.float64)
+        steps = np.linalg.norm(np.diff(frames, axis=0), axis=1)  # step t: frame t -> t + 1
+        at_cut = np.isin(np.arange(1, video.num_frames), cuts)
+        inside.extend(steps[~at_cut])
+        across.extend(steps[at_cut])
+    # A cut changes the shot's content: the step across it is longer than inside a shot.
+    assert np.median(across) > 1.1 * np.median(inside), (np.median(across), np.median(inside))
+
+
+def test_iid_frame_model_writes_the_earlier_generators_bytes(tmp_path):
+    """Digests of the shards and vocabulary written by the generator before the shot
+    model (commit 1d6c89e, whose only frame model this was), for the same configs."""
+    import hashlib
+
+    expected = {
+        0.0: "2e4b9c3a0cabff376d0c7e86bb70b24eca9c0e111370655974d500268ac51403",
+        0.8: "1307bd44651a75bd46f4f8af29e150f38e02451d69a3daea0f295d5dc5ca4435",
+    }
+    for correlation, digest in expected.items():
+        config = synth.SynthConfig(
+            videos=6, shards=2, seed=7, classes=9, min_frames=20, max_frames=80, segments=True,
+            frame_model="iid", noise_correlation=correlation,
+        )  # fmt: skip
+        summary = synth.generate(str(tmp_path / str(correlation)), config, progress=False)
+        sha = hashlib.sha256()
+        for path in (*summary.paths, summary.vocabulary_path):
+            sha.update(open(path, "rb").read())
+        assert sha.hexdigest() == digest, correlation
