@@ -7,6 +7,7 @@ that a fixed runner turns it into a failure to act on), and what our jobs do abo
 runner's missing metrics. See the README's "Running on Beam runners".
 """
 
+import os
 import pathlib
 
 import apache_beam as beam
@@ -19,6 +20,7 @@ from pipelines.synth import SynthConfig, generate
 distributed = pytest.importorskip("distributed")
 
 DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 WAIT_MS = 60_000  # every wait on the cluster is bounded
 _MANIFEST_COUNTS = (
     "records_read", "records_written", "records_failed", "failures_by_stage", "balanced", "videos",
@@ -28,14 +30,30 @@ _MANIFEST_COUNTS = (
 
 @pytest.fixture(scope="module")
 def dask_cluster():
-    """A scheduler and two single-threaded worker processes on localhost. Workers are
-    spawned with this process's sys.path, so they import `pipelines` and `tests`."""
-    cluster = distributed.LocalCluster(
-        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None, timeout=60
-    )
+    """A scheduler and two single-threaded worker processes on localhost. The workers get
+    this checkout first on their PYTHONPATH, so they unpickle `pipelines` and `tests` code
+    from the same files as this process (not from an installed copy)."""
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), saved]))
+    try:
+        cluster = distributed.LocalCluster(
+            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None, timeout=60
+        )
+    finally:
+        if saved is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = saved
     try:
         yield cluster.scheduler_address
     finally:
+        # The DaskRunner opens a client for each run and never closes it; closed here,
+        # before the cluster, so none of them keeps trying to reconnect.
+        for _ in range(100):
+            try:
+                distributed.default_client().close(timeout=10)
+            except ValueError:  # no client left
+                break
         cluster.close(timeout=30)
 
 
