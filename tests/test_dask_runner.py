@@ -123,9 +123,9 @@ def test_dask_runner_runs_every_branch_of_a_pipeline(dask_cluster, tmp_path):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="DaskRunner known limitation (Beam 2.77): Beam's file sinks write no lines; their finalize "
-    "step reads the write results as a side input, which the DaskRunner recomputes inside the consuming "
-    "task (writing again into new temp directories) instead of passing the results on",
+    reason="DaskRunner known limitation (Beam 2.77): Beam's file sinks write empty files; the sink's "
+    "side inputs (its temp directory, the write results) are recomputed inside each task that reads them, "
+    "so the lines are written twice into temp directories that the finalize step does not read",
 )
 def test_dask_runner_writes_every_line_with_write_to_text(dask_cluster, tmp_path):
     pipeline = beam.Pipeline(options=_dask_options(dask_cluster))
