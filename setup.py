@@ -27,7 +27,13 @@ setup(
         "tqdm>=4.66,<5",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "gcp-storage-emulator>=2024.8", "ruff>=0.6", "duckdb>=1.1"],
+        "test": [
+            "pytest>=8,<10",
+            "gcp-storage-emulator>=2024.8",
+            "ruff>=0.6",
+            "duckdb>=1.1",
+            "dask[distributed]>=2024.4.2",
+        ],
     },
     entry_points={"console_scripts": ["fewframes=pipelines.cli:main"]},
 )

@@ -491,12 +491,13 @@ def _run_pipeline(args, options, layout, input_files, test_pipeline) -> dict:
     return summary
 
 
-def _metrics(result) -> tuple[dict, dict | None]:
-    """The job's counters by "namespace/name", and `read.reading_span` of its metrics."""
+def _metrics(result) -> tuple[dict | None, dict | None]:
+    """The job's counters by "namespace/name" (None where the runner reports no metrics,
+    as the DaskRunner), and `read.reading_span` of its metrics."""
     try:
         metrics = result.metrics().query()
     except Exception:  # some runners report no metrics; the manifest has the counts
-        return {}, None
+        return None, None
     counters = {f"{c.key.metric.namespace}/{c.key.metric.name}": c.committed for c in metrics["counters"]}
     return counters, read.reading_span(metrics)
 
@@ -531,8 +532,11 @@ def format_summary(summary: dict, seconds: float) -> str:
             f"  reading: {reading['shards']} shards in {reading['seconds']:.1f}s from the first opened to "
             f"the last read ({rate:,.0f} records/s); the rest of the run is start-up and finalisation"
         )
-    if summary.get("counters"):
-        lines.append("  counters: " + ", ".join(f"{k}={v}" for k, v in sorted(summary["counters"].items())))
+    counters = summary.get("counters", {})
+    if counters is None:
+        lines.append("  counters: metrics not reported by this runner")
+    elif counters:
+        lines.append("  counters: " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())))
     return "\n".join(lines)
 
 
