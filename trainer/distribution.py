@@ -199,7 +199,9 @@ def shares(dataset_dir: str, fmt: str, workers: int) -> list[Share]:
     Parquet: row groups (the reading unit) are dealt, each to the worker holding the
     fewest rows so far, so shares differ by at most one row group even when the writer
     left some files empty. TFRecord: whole files are dealt the same way when there are at
-    least as many as workers, else records (record i to worker i mod workers). Every
+    least as many as workers and each worker gets at least half its part, else records
+    (record i of the files in order to worker i mod workers; every worker then reads
+    every file). TFRecord files are read once here to count their records. Every
     worker computes every share the same way, so all agree on the steps per epoch.
     """
     from schemas.preprocessed import PARQUET
@@ -225,12 +227,15 @@ def shares(dataset_dir: str, fmt: str, workers: int) -> list[Share]:
             for w, mine in enumerate(dealt)
         ]  # fmt: skip
     counts = [(path, _count_records(path)) for path in files]
-    if len(files) >= workers:
+    total = sum(n for _, n in counts)
+    dealt = _deal(counts, workers) if len(files) >= workers else None
+    # Whole files, unless that leaves a worker less than half its part (it would cut every
+    # worker's steps to its share's).
+    if dealt is not None and min(sum(n for _, n in mine) for mine in dealt) * 2 * workers >= total:
         return [
             Share(w, workers, BY_FILES, tuple(p for p, _ in mine), examples=sum(n for _, n in mine))
-            for w, mine in enumerate(_deal(counts, workers))
+            for w, mine in enumerate(dealt)
         ]
-    total = sum(n for _, n in counts)
     return [
         Share(w, workers, BY_RECORDS, tuple(files), examples=len(range(w, total, workers)))
         for w in range(workers)
@@ -366,10 +371,10 @@ class DistributedTrainer:
                 result = self._step(iterator, tf.constant(1.0 if stop.requested else 0.0))
                 logs = {k: float(v) for k, v in result.items()}
             except lost as error:
-                message = str(error).strip().splitlines()[0] if str(error).strip() else ""
                 raise PeerLost(
                     f"worker {self.distribution.worker}: a collective with the other workers failed at "
-                    f"epoch {epoch + 1}, batch {batch + 1} ({type(error).__name__}: {message[:160]}); "
+                    f"epoch {epoch + 1}, batch {batch + 1} ({type(error).__name__}: a worker died or "
+                    "stopped answering); "
                     "rerun the same command on every worker to resume from the last checkpoint"
                 ) from None
             if logs.pop("stop") > 0:
