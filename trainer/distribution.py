@@ -169,10 +169,9 @@ def create(environ, backend: str, cpu_devices: int | None = None, collective_tim
 def _jax_data_parallel() -> Distribution:
     """DataParallel over every visible JAX device (several GPUs, or host devices forced
     by XLA_FLAGS=--xla_force_host_platform_device_count=N)."""
-    import jax
     import keras
 
-    devices = jax.devices()
+    devices = keras.distribution.list_devices()  # the default platform's: GPUs where there are
     if len(devices) <= 1:
         return Distribution()
     keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
@@ -351,7 +350,8 @@ class DistributedTrainer:
 
         per_replica = batch_size // self.distribution.replicas
         iterator = iter(self.dataset(batches, per_replica))
-        callback_list = keras.callbacks.CallbackList(list(callbacks), model=self.model)
+        history = keras.callbacks.History()  # last: it sees what callbacks add (eval metrics)
+        callback_list = keras.callbacks.CallbackList([*callbacks, history], model=self.model)
         self.model.stop_training = False
         for tracker in self._trackers.values():
             tracker.reset_state()
@@ -384,4 +384,4 @@ class DistributedTrainer:
                 break
         callback_list.on_epoch_end(epoch, logs)
         callback_list.on_train_end(logs)
-        return {k: [v] for k, v in logs.items()}
+        return history.history
