@@ -143,7 +143,14 @@ def create(environ, backend: str, cpu_devices: int | None = None, collective_tim
         # Logical devices can only be set before TF initializes its devices.
         cpu = tf.config.list_physical_devices("CPU")[0]
         logical = [tf.config.LogicalDeviceConfiguration()] * cpu_devices
-        tf.config.set_logical_device_configuration(cpu, logical)
+        try:
+            tf.config.set_logical_device_configuration(cpu, logical)
+        except RuntimeError:  # TF started already (a second job in this process)
+            if len(tf.config.list_logical_devices("CPU")) != cpu_devices:
+                raise ValueError(
+                    f"--cpu-devices {cpu_devices}: TensorFlow already runs on "
+                    f"{len(tf.config.list_logical_devices('CPU'))} CPU devices in this process"
+                ) from None
     if cluster.workers > 1:
         resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
             tf.train.ClusterSpec(cluster.spec),
