@@ -3,9 +3,10 @@ data, and the distributed training step.
 
 What runs where:
 - TensorFlow, `TF_CONFIG` naming two or more workers: `MultiWorkerMirroredStrategy`, one
-  replica per worker (or per GPU of a worker), with a collective timeout so a lost peer
-  fails the run instead of hanging it. Each worker reads a disjoint share of the training
-  data (`shares`).
+  replica per worker (or per GPU of a worker). A dead worker fails the others' next
+  collective (`PeerLost`); `--collective-timeout` also bounds every collective, so a
+  stuck one fails the run instead of hanging it. Each worker reads a disjoint share of
+  the training data (`shares`).
 - TensorFlow, one worker with several GPUs (or `--cpu-devices N`, which splits the CPU
   into N logical devices): `MirroredStrategy` over them.
 - JAX with several devices: `keras.distribution.DataParallel` over them; Keras's `fit`
@@ -37,7 +38,6 @@ import json
 import numpy as np
 
 ENV_CPU_DEVICES = "FEWFRAMES_CPU_DEVICES"
-DEFAULT_COLLECTIVE_TIMEOUT = 600.0
 DEFAULT = "default"
 MIRRORED = "MirroredStrategy"
 MULTI_WORKER = "MultiWorkerMirroredStrategy"
@@ -127,7 +127,6 @@ def create(environ, backend: str, cpu_devices: int | None = None, collective_tim
     cluster = cluster_from_environ(environ)
     if cpu_devices is None:
         cpu_devices = int(environ.get(ENV_CPU_DEVICES) or 1)
-    timeout = DEFAULT_COLLECTIVE_TIMEOUT if collective_timeout is None else float(collective_timeout)
     if backend != "tensorflow":
         if cluster.workers > 1:
             raise ValueError(
@@ -158,6 +157,10 @@ def create(environ, backend: str, cpu_devices: int | None = None, collective_tim
             task_id=cluster.task_index,
             rpc_layer="grpc",
         )
+        # A dead worker is found by the coordination service's heartbeats; the timeout also
+        # bounds a collective that a live but stuck worker never joins. TF starts a
+        # watchdog thread per collective for it, so it is off unless asked for.
+        timeout = float(collective_timeout or 0) or None
         options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
         strategy = tf.distribute.MultiWorkerMirroredStrategy(
             cluster_resolver=resolver, communication_options=options
@@ -315,16 +318,18 @@ class DistributedTrainer:
             weights = model.trainable_weights
             model.optimizer.apply_gradients(zip(tape.gradient(scaled, weights), weights, strict=True))
             logs = {name: tracker.result() for name, tracker in trackers.items()}
-            context = tf.distribute.get_replica_context()
             # The identity places the flag on this replica's device: an all-reduce of a
             # tensor without a device has no destination.
-            logs["stop"] = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.identity(stop))
-            return logs
+            logs["stop"] = tf.identity(stop)
+            # One batched all-reduce for every log: each collective costs a round trip
+            # (and, with a collective timeout, a watchdog thread).
+            summed = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, logs)
+            return {name: value / replicas for name, value in summed.items()}
 
         @tf.function
         def step(iterator, stop):
             logs = strategy.run(replica_step, args=(next(iterator), stop))
-            return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in logs.items()}
+            return {k: strategy.experimental_local_results(v)[0] for k, v in logs.items()}
 
         self._step = step
         self._trackers = trackers

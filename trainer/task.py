@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="seconds a collective with the other workers may take before the run fails "
-        "(several workers; default 600)",
+        "(several workers; default: no limit, a dead worker is still detected)",
     )
     p.add_argument("--top-k", type=int, default=20, help="classes the export returns per video")
     p.add_argument("--max-steps-per-epoch", type=int, default=None)
