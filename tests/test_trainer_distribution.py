@@ -123,7 +123,7 @@ def _free_ports(count):
 def _argv(dataset, job_dir, *extra):
     """The job every test here runs; the training set is its own eval set (GAP each epoch)."""
     return ["--train", str(dataset), "--eval", str(dataset), "--job-dir", str(job_dir), "--mode", "student",
-            "--student", "dbof-small", "--view", "every_n:4", "--batch-size", "8", "--epochs", "2",
+            "--student", "dbof-small", "--view", "every_n:4", "--batch-size", "8", "--epochs", "3",
             "--seed", "3", "--verbose", "0", *extra]  # fmt: skip
 
 
@@ -167,6 +167,12 @@ def _wait_for_step(state_path, step, processes):
     raise AssertionError("no checkpoint appeared")
 
 
+def _resumed_at(state):
+    """What `fewframes train` prints when it resumes from `state`."""
+    epoch = f"epoch {state['epoch'] + 1}/3"
+    return f"{epoch} (resuming at batch {state['step']})" if state["step"] else epoch
+
+
 @pytest.fixture(scope="module")
 def one_worker_summary(grouped_dataset, tmp_path_factory):
     """The same job on one worker (one device, Keras's fit), with the same global batch."""
@@ -176,28 +182,38 @@ def one_worker_summary(grouped_dataset, tmp_path_factory):
 def test_two_workers_train_one_model_and_a_killed_worker_fails_the_run_which_the_same_commands_resume(
     tmp_path, grouped_dataset, one_worker_summary
 ):
+    state_path = tmp_path / "checkpoints" / STATE_NAME
+    # SIGTERM (preemption) on one worker stops both after the same step: exit 143, a checkpoint.
     chief, worker = _start_workers(grouped_dataset, tmp_path, "first")
-    _wait_for_step(tmp_path / "checkpoints" / STATE_NAME, 1, [chief, worker])
+    _wait_for_step(state_path, 1, [chief, worker])
+    worker.send_signal(signal.SIGTERM)
+    assert _finish(worker, tmp_path / "worker-first.log") == task.EXIT_PREEMPTED
+    assert _finish(chief, tmp_path / "chief-first.log") == task.EXIT_PREEMPTED
+    preempted = json.loads(state_path.read_text())
+    assert 0 < preempted["global_step"] < 15
+
+    # SIGKILL of one worker: the other's next all-reduce fails: one line, exit 4.
+    chief, worker = _start_workers(grouped_dataset, tmp_path, "second")
+    _wait_for_step(state_path, preempted["global_step"] + 1, [chief, worker])
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=DEADLINE)
-    # The chief's next all-reduce fails (before the collective timeout at the latest): one line, exit 4.
-    assert _finish(chief, tmp_path / "chief-first.log") == task.EXIT_PEER_LOST
-    errors = [line for line in (tmp_path / "chief-first.log").read_text().splitlines() if "error" in line]
-    assert errors[-1].startswith(
-        "fewframes train: error: worker 0: a collective with the other workers failed"
-    )
-    assert "Traceback" not in (tmp_path / "chief-first.log").read_text()
-    interrupted = json.loads((tmp_path / "checkpoints" / STATE_NAME).read_text())
-    assert interrupted["epoch"] == 0 and interrupted["global_step"] >= 1
+    assert _finish(chief, tmp_path / "chief-second.log") == task.EXIT_PEER_LOST
+    log = (tmp_path / "chief-second.log").read_text()
+    assert _resumed_at(preempted) in log
+    errors = [line for line in log.splitlines() if "error" in line]
+    lost = "fewframes train: error: worker 0: a collective with the other workers failed"
+    assert errors[-1].startswith(lost) and "Traceback" not in log
+    interrupted = json.loads(state_path.read_text())
+    assert interrupted["global_step"] > preempted["global_step"]
     assert not (tmp_path / "chief" / "summary.json").exists()
 
     # The same two commands again: both resume from the last checkpoint and finish.
     chief, worker = _start_workers(grouped_dataset, tmp_path, "again")
     assert _finish(chief, tmp_path / "chief-again.log") == 0, (tmp_path / "chief-again.log").read_text()
     assert _finish(worker, tmp_path / "worker-again.log") == 0, (tmp_path / "worker-again.log").read_text()
-    for name in ("chief", "worker"):
+    for name in ("chief", "worker"):  # each skipped the batches its share had trained on
         log = (tmp_path / f"{name}-again.log").read_text()
-        assert f"epoch {interrupted['epoch'] + 1}/2 (resuming at batch {interrupted['step']})" in log
+        assert _resumed_at(interrupted) in log and (interrupted["epoch"] == 0 or "epoch 1/3" not in log)
 
     # Only the chief wrote: the other worker's job dir was never created.
     assert not (tmp_path / "worker").exists()
@@ -220,8 +236,8 @@ def test_two_workers_train_one_model_and_a_killed_worker_fails_the_run_which_the
         "per_replica_batch": 4,
     }
     assert sum(summary["distribution"]["examples_per_worker"]) == 40
-    # 2 epochs of min(20, 20) // 4 steps, as the one-worker run's 40 // 8.
-    assert summary["global_step"] == one_worker_summary["global_step"] == 10
+    # 3 epochs of min(20, 20) // 4 steps, as the one-worker run's 40 // 8.
+    assert summary["global_step"] == one_worker_summary["global_step"] == 15
     reference = one_worker_summary["metrics"]["loss"]
     assert abs(summary["metrics"]["loss"] - reference) <= LOSS_TOLERANCE * reference
     assert 0 < summary["metrics"]["val_student_gap"] <= 1  # every worker evaluated; the chief reports
@@ -242,7 +258,7 @@ def test_mirrored_strategy_over_logical_cpu_devices_trains_like_one_device(
         "global_batch": 8,
         "per_replica_batch": 4,
     }
-    assert summary["global_step"] == 10
+    assert summary["global_step"] == 15
     # The same batches as on one device, split over two: the same loss and evaluation up
     # to the order of float sums.
     for name in ("loss", "val_student_gap", "val_student_hit_at_1"):
@@ -261,4 +277,4 @@ def test_jax_data_parallel_splits_each_batch_over_the_visible_devices(tmp_path, 
     assert _finish(process, tmp_path / "log") == 0, (tmp_path / "log").read_text()
     summary = json.loads((tmp_path / "job" / "summary.json").read_text())
     assert summary["distribution"]["strategy"] == "DataParallel"
-    assert summary["distribution"]["replicas"] == 2 and summary["global_step"] == 10
+    assert summary["distribution"]["replicas"] == 2 and summary["global_step"] == 15

@@ -354,9 +354,13 @@ class DistributedTrainer:
         dataset = batches.unbatch().batch(per_replica, drop_remainder=True).prefetch(2)
         return self.distribution.strategy.distribute_datasets_from_function(lambda context: dataset)
 
-    def fit_epoch(self, batches, batch_size: int, steps: int, epoch: int, callbacks, stop) -> dict:
+    def fit_epoch(self, batches, batch_size: int, steps: int, epoch: int, callbacks, stop, agreed) -> dict:
         """Train `steps` global batches of `batch_size`; {name: [epoch value]} like
-        `fit(...).history`. `batches`: this worker's batches of `batch_size / workers`."""
+        `fit(...).history`. `batches`: this worker's batches of `batch_size / workers`.
+
+        `stop` is this worker's stop request (SIGTERM); `agreed` (what the callbacks see)
+        is set when any worker's request reached the step's all-reduce, so every worker
+        stops after the same step even when a signal lands in the middle of one."""
         import keras
         import tensorflow as tf
 
@@ -380,7 +384,7 @@ class DistributedTrainer:
         for batch in range(steps):
             callback_list.on_train_batch_begin(batch)
             try:
-                result = self._step(iterator, tf.constant(1.0 if stop.requested else 0.0))
+                result = self._step(iterator, tf.constant(1.0 if stop.requested or agreed.requested else 0.0))
                 logs = {k: float(v) for k, v in result.items()}
             except lost as error:
                 raise PeerLost(
@@ -390,7 +394,7 @@ class DistributedTrainer:
                     "rerun the same command on every worker to resume from the last checkpoint"
                 ) from None
             if logs.pop("stop") > 0:
-                stop.requested = True  # another worker was asked to stop: stop at the same step
+                agreed.requested = True
             callback_list.on_train_batch_end(batch, logs)
             if self.model.stop_training:
                 break

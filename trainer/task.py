@@ -355,6 +355,8 @@ def train(
     if config.max_steps_per_epoch:
         steps = min(steps, config.max_steps_per_epoch)
     stop = StopRequest().install()
+    # Several replicas stop together: the callbacks see the stop the workers agreed on.
+    agreed_stop = StopRequest() if trainer is not None else stop
     callbacks_extra = []
     if eval_plan is not None:
         callbacks_extra.append(EvalCallback(eval_plan, eval_fmt, config.batch_size))
@@ -387,13 +389,13 @@ def train(
             share=share,
         )
         checkpointer = CheckpointCallback(
-            manager, epoch, first_step, global_step, config.checkpoint_every, stop, steps
+            manager, epoch, first_step, global_step, config.checkpoint_every, agreed_stop, steps
         )
         epoch_start = time.perf_counter()
         epoch_callbacks = [checkpointer, *callbacks_extra, *callbacks]
         if trainer is not None:  # Keras's fit cannot take a tf.distribute strategy's dict batches
             result_history = trainer.fit_epoch(
-                data, config.batch_size, steps - first_step, epoch, epoch_callbacks, stop
+                data, config.batch_size, steps - first_step, epoch, epoch_callbacks, stop, agreed_stop
             )
         else:
             result_history = model.fit(
@@ -420,7 +422,7 @@ def train(
         if checkpointer.non_finite:
             outcome = "non-finite loss"
             break
-        if stop.requested:
+        if agreed_stop.requested:
             outcome = "preempted"
             break
 
