@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
+import shutil
 import sys
 import tempfile
 

@@ -4,7 +4,6 @@ These records were written by Google's pipeline, not by `pipelines.synth`: a rea
 change that breaks real data fails here.
 """
 
-
 import apache_beam as beam
 import numpy as np
 import pyarrow.parquet as pq

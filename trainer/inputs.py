@@ -231,8 +231,10 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7_919) % (2**31 - 1)
 
 
-def _ordered_files(plan: InputPlan, fmt: str, shuffle: bool, seed: int, epoch: int) -> list[str]:
-    files = dataset_files(plan.dataset_dir, fmt)
+def _ordered_files(plan: InputPlan, fmt: str, shuffle: bool, seed: int, epoch: int, share=None) -> list[str]:
+    """The files to read, in the epoch's order: all of them, or a worker's `share`'s
+    (`trainer.distribution.Share`)."""
+    files = list(share.files) if share is not None else dataset_files(plan.dataset_dir, fmt)
     if shuffle:
         files = [files[i] for i in np.random.default_rng(_epoch_seed(seed, epoch)).permutation(len(files))]
     return files
@@ -292,8 +294,11 @@ def numpy_batches(
     drop_remainder: bool = False,
     with_ids: bool = False,
     workers: int = 0,
+    share=None,
 ):
     """Yield `(x, y)` numpy batches read from Parquet (pyarrow only, no TensorFlow).
+
+    `share` (a `trainer.distribution.Share`): read only that worker's files or row groups.
 
     `workers` > 0 reads and decompresses the next Parquet row groups, and assembles
     batches, on background threads (pyarrow and numpy work that releases the GIL), up
@@ -302,16 +307,18 @@ def numpy_batches(
     view depends only on (seed, epoch, batch index), so a run resumed mid-epoch cuts the
     same views as one that was not interrupted.
     """
-    files = _ordered_files(plan, PARQUET, shuffle, seed, epoch)
+    files = _ordered_files(plan, PARQUET, shuffle, seed, epoch, share)
     rng = np.random.default_rng(_epoch_seed(seed, epoch) + 1)
     columns = plan.columns()
+    mine = share.row_groups if share is not None and share.row_groups else None
 
     def row_groups():
         """(path, its footer, row group) of every row group, in file order."""
         for path in files:
             with _naming(path):
                 metadata = pq.ParquetFile(path).metadata
-            yield from ((path, metadata, index) for index in range(metadata.num_row_groups))
+            indexes = range(metadata.num_row_groups)
+            yield from ((path, metadata, i) for i in indexes if mine is None or (path, i) in mine)
 
     def read(path: str, metadata, index: int) -> pa.Table:
         with _naming(path):  # the footer read once per file, not once per row group
@@ -476,13 +483,19 @@ def tf_dataset(
     shuffle_buffer: int = 1024,
     drop_remainder: bool = False,
     with_ids: bool = False,
+    share=None,
 ):
-    """The same batches as `numpy_batches` (up to random views), as a tf.data pipeline."""
+    """The same batches as `numpy_batches` (up to random views), as a tf.data pipeline;
+    `share`: only that worker's files, or its records (every `workers`-th)."""
     import tensorflow as tf
 
-    files = _ordered_files(plan, TFRECORD, shuffle, seed, epoch)
+    by_records = share is not None and share.by == "records"
+    # Records are dealt by their place in the files' fixed order, so that files are not shuffled.
+    files = _ordered_files(plan, TFRECORD, shuffle and not by_records, seed, epoch, share)
     compression = "GZIP" if files[0].endswith(".gz") else None
     dataset = tf.data.TFRecordDataset(files, compression_type=compression)
+    if by_records:
+        dataset = dataset.shard(share.workers, share.worker)
     if shuffle:
         dataset = dataset.shuffle(
             shuffle_buffer, seed=_epoch_seed(seed, epoch), reshuffle_each_iteration=False

@@ -16,7 +16,6 @@ weights where TensorFlow is installed.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import logging
@@ -40,10 +39,12 @@ from trainer.config import (
     ModelChoice,
     TrainConfig,
 )
+from trainer.distribution import PeerLost
 
 LOG = logging.getLogger("fewframes.train")
 EXIT_PREEMPTED = 143  # 128 + SIGTERM: the job was asked to stop and saved where it was
 EXIT_NON_FINITE = 3
+EXIT_PEER_LOST = 4  # a collective with another worker failed; rerunning every worker resumes
 WEIGHTS_DIR = "weights"
 EXPORT_DIR = "export"
 TEACHER_EXPORT_DIR = "export_teacher"
@@ -98,6 +99,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pred-weight", type=float, default=1.0)
     p.add_argument("--prediction-loss", choices=PREDICTION_LOSSES, default="bernoulli_kl")
     p.add_argument("--mixed-precision", choices=("auto", "on", "off"), default="auto")
+    p.add_argument(
+        "--cpu-devices",
+        type=int,
+        default=None,
+        help="split the CPU into N logical devices and train on them with MirroredStrategy "
+        "(TensorFlow, no GPU; default: $FEWFRAMES_CPU_DEVICES, else 1)",
+    )
+    p.add_argument(
+        "--collective-timeout",
+        type=float,
+        default=None,
+        help="seconds a collective with the other workers may take before the run fails "
+        "(several workers; default: no limit, a dead worker is still detected)",
+    )
     p.add_argument("--top-k", type=int, default=20, help="classes the export returns per video")
     p.add_argument("--max-steps-per-epoch", type=_positive_int, default=None)
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None, help="Keras fit verbosity")
@@ -208,33 +223,13 @@ def config_from_args(args, environ) -> tuple[TrainConfig, str]:
 
 
 # ----- distribution ---------------------------------------------------------------------
+# The strategy, the workers' shares of the data and the distributed step: trainer.distribution.
 def cluster_role(environ) -> tuple[bool, int]:
     """(is chief, number of workers) from TF_CONFIG, as Vertex AI and TF-on-k8s set it."""
-    tf_config = json.loads(environ.get("TF_CONFIG") or "{}")
-    cluster = tf_config.get("cluster", {})
-    task = tf_config.get("task", {})
-    workers = sum(len(cluster.get(role, [])) for role in ("chief", "worker"))
-    if workers <= 1:
-        return True, 1
-    kind, index = task.get("type", "worker"), int(task.get("index", 0))
-    chief = kind == "chief" or ("chief" not in cluster and kind == "worker" and index == 0)
-    return chief, workers
+    from trainer.distribution import cluster_from_environ
 
-
-def choose_strategy(environ):
-    """MultiWorkerMirrored from TF_CONFIG, Mirrored over several GPUs, else the default."""
-    import keras
-
-    if keras.backend.backend() != "tensorflow":
-        return None
-    import tensorflow as tf
-
-    _, workers = cluster_role(environ)
-    if workers > 1:
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if len(tf.config.list_logical_devices("GPU")) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
+    cluster = cluster_from_environ(environ)
+    return cluster.chief, cluster.workers
 
 
 def _gpu_visible() -> bool:
@@ -304,6 +299,8 @@ def train(
     export: bool = True,
     input_workers: int | None = None,
     callbacks=(),
+    cpu_devices: int | None = None,
+    collective_timeout: float | None = None,
 ) -> dict:
     """Run (or resume) one training job; returns the summary also written to summary.json.
 
@@ -311,10 +308,12 @@ def train(
     (`summary["export_skipped"]` says why); `export_job` builds it later. `input_workers`
     threads read Parquet batches ahead (None: min(4, CPUs)); the batches do not depend
     on it, so it is not part of the job's configuration. `callbacks`: more Keras callbacks
-    for each epoch's `fit`, after the job's own.
+    for each epoch's `fit`, after the job's own. `cpu_devices` and `collective_timeout`:
+    see `trainer.distribution.create`.
     """
     import keras
 
+    from trainer import distribution as D
     from trainer import inputs as I
     from trainer.checkpoints import CheckpointCallback, CheckpointManager, StopRequest
     from trainer.distill import DistillationModel, FramesClassifier
@@ -324,8 +323,13 @@ def train(
 
     environ = os.environ if environ is None else environ
     started = time.time()
-    chief, _ = cluster_role(environ)
     backend = keras.backend.backend()
+    # First: a strategy created after TF has set up its devices cannot configure collectives.
+    try:
+        distribution = D.create(environ, backend, cpu_devices, collective_timeout)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    chief = distribution.cluster.chief
 
     # Inputs and their compatibility with the run, before any model is built.
     train_layout, train_manifest = I.load_layout(config.train)
@@ -345,6 +349,8 @@ def train(
         eval_mode = STUDENT if offline else config.mode  # no teacher to evaluate offline
         eval_plan = I.plan_inputs(config.eval, eval_mode, view.serving_view, features, label_space, "eval")
     fmt = I.resolve_format(plan, config.input_format, backend)
+    if distribution.workers > 1 and config.input_format == "auto" and "parquet" in plan.manifest["formats"]:
+        fmt = "parquet"  # its footers count each worker's share; TFRecord would be read to count
     eval_fmt = I.resolve_format(eval_plan, config.input_format, backend) if eval_plan else None
     zscore = zscore_parameters(plan.dataset_dir, plan.manifest)
     if zscore is not None and tuple(features) != F.FRAME_FEATURES:
@@ -356,11 +362,9 @@ def train(
         keras.mixed_precision.set_global_policy("mixed_float16" if backend != "jax" else "mixed_bfloat16")
 
     _write_or_check_config(config, chief)
-    strategy = choose_strategy(environ)
-    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     input_dim = feature_dim(features)
     widths = _model_widths(plan, view)
-    with scope:
+    with distribution.scope():
         keras.utils.set_random_seed(config.seed)
         teacher = student = None
         # The teacher is built first, so in parallel mode it starts from the same weights
@@ -385,14 +389,35 @@ def train(
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clipnorm))
 
     manager = CheckpointManager(checkpoint_dir, writer=chief)
-    state = manager.restore(model)
+    with distribution.scope():  # optimizer variables built on restore must be the strategy's
+        state = manager.restore(model)
     if state.weights:
         LOG.info("resuming from %s: epoch %d, %d batches done", state.weights, state.epoch + 1, state.step)
 
-    steps = I.steps_per_epoch(plan, config.batch_size)
+    try:
+        worker_batch = distribution.worker_batch(config.batch_size)
+        if distribution.workers > 1:
+            all_shares = D.shares(plan.dataset_dir, fmt, distribution.workers)
+            share = all_shares[distribution.worker]
+            examples_per_worker = [s.examples for s in all_shares]
+            steps = D.steps_per_epoch(all_shares, worker_batch)
+        else:
+            share, examples_per_worker = None, [plan.num_videos]
+            steps = I.steps_per_epoch(plan, config.batch_size)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if steps == 0:
+        raise UsageError(
+            f"--batch-size {config.batch_size} is larger than the smallest worker's share "
+            f"({min(examples_per_worker)} of {plan.num_videos} videos over {distribution.workers} workers): "
+            "an epoch would train no step"
+        )
+    trainer = D.DistributedTrainer(distribution, model) if distribution.custom_loop else None
     if config.max_steps_per_epoch:
         steps = min(steps, config.max_steps_per_epoch)
     stop = StopRequest().install()
+    # Several replicas stop together: the callbacks see the stop the workers agreed on.
+    agreed_stop = StopRequest() if trainer is not None else stop
     callbacks_extra = []
     if eval_plan is not None:
         callbacks_extra.append(EvalCallback(eval_plan, eval_fmt, config.batch_size))
@@ -414,7 +439,7 @@ def train(
         data = I.batches(
             plan,
             fmt,
-            config.batch_size,
+            worker_batch,
             shuffle=True,
             seed=config.seed,
             epoch=epoch,
@@ -422,20 +447,27 @@ def train(
             shuffle_buffer=config.shuffle_buffer,
             drop_remainder=True,
             workers=default_input_workers() if input_workers is None else input_workers,
+            share=share,
         )
         checkpointer = CheckpointCallback(
-            manager, epoch, first_step, global_step, config.checkpoint_every, stop, steps
+            manager, epoch, first_step, global_step, config.checkpoint_every, agreed_stop, steps
         )
         epoch_start = time.perf_counter()
-        result = model.fit(
-            data,
-            epochs=epoch + 1,
-            initial_epoch=epoch,
-            steps_per_epoch=steps - first_step,
-            callbacks=[checkpointer, *callbacks_extra, *callbacks],
-            shuffle=False,  # the input pipeline shuffles, seeded per epoch
-            verbose=_verbosity(verbose),
-        )
+        epoch_callbacks = [checkpointer, *callbacks_extra, *callbacks]
+        if trainer is not None:  # Keras's fit cannot take a tf.distribute strategy's dict batches
+            result_history = trainer.fit_epoch(
+                data, config.batch_size, steps - first_step, epoch, epoch_callbacks, stop, agreed_stop
+            )
+        else:
+            result_history = model.fit(
+                data,
+                epochs=epoch + 1,
+                initial_epoch=epoch,
+                steps_per_epoch=steps - first_step,
+                callbacks=epoch_callbacks,
+                shuffle=False,  # the input pipeline shuffles, seeded per epoch
+                verbose=_verbosity(verbose),
+            ).history
         epoch_seconds = time.perf_counter() - epoch_start
         trained_steps = checkpointer.global_step - global_step
         epoch_times.append(
@@ -447,11 +479,11 @@ def train(
             }
         )
         global_step = checkpointer.global_step
-        history = {k: v[-1] for k, v in result.history.items()}
+        history = {k: v[-1] for k, v in result_history.items()}
         if checkpointer.non_finite:
             outcome = "non-finite loss"
             break
-        if stop.requested:
+        if agreed_stop.requested:
             outcome = "preempted"
             break
 
@@ -466,6 +498,7 @@ def train(
         "metrics": {k: float(v) for k, v in history.items()},
         # fit's wall time per epoch (the first includes tracing; with --eval, the evaluation too)
         "epoch_times": epoch_times,
+        "distribution": distribution.summary(examples_per_worker, config.batch_size),
     }
     if outcome == "completed" and chief:
         trained = _save_final_weights(config, model, label_space)
@@ -764,7 +797,14 @@ def _train_from_args(args, environ=None, verbose: int | None = None) -> dict:
     config, checkpoint_dir = config_from_args(args, {} if environ is None else environ)
     verbose = args.verbose if verbose is None else verbose
     return train(
-        config, checkpoint_dir, verbose=verbose, export=not args.no_export, input_workers=args.input_workers
+        config,
+        checkpoint_dir,
+        environ=environ,
+        verbose=verbose,
+        export=not args.no_export,
+        input_workers=args.input_workers,
+        cpu_devices=args.cpu_devices,
+        collective_timeout=args.collective_timeout,
     )
 
 
@@ -784,6 +824,9 @@ def main(argv=None) -> int:
     except ValueError as error:  # UsageError, InputMismatch and config errors: one line
         print(f"fewframes train: error: {error}", file=sys.stderr)
         return 2
+    except PeerLost as error:
+        print(f"fewframes train: error: {error}", file=sys.stderr)
+        return EXIT_PEER_LOST
     metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(summary["metrics"].items()) if math.isfinite(v))
     print(
         f"train {summary['outcome']}: mode {summary['mode']}, {summary['global_step']} steps in "
