@@ -33,6 +33,8 @@ import subprocess
 import sys
 import time
 
+from pipelines.scoring import job as scoring_job
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -67,7 +69,7 @@ def prepare(workdir: str, videos: int, shards: int, preset: str) -> tuple[list[s
 
 # ----- children ----------------------------------------------------------------------------------
 def _bare(files: list[str], export: str) -> tuple[int, float]:
-    from pipelines.tfrecord_io import iter_frames
+    from pipelines.records.tfrecord_io import iter_frames
     from trainer.export import LoadedExport
 
     records = []
@@ -84,11 +86,10 @@ def _bare(files: list[str], export: str) -> tuple[int, float]:
 
 
 def _beam(files: list[str], export: str, output: str) -> tuple[int, float]:
-    from pipelines import evaluate
 
     start = time.perf_counter()
-    summary = evaluate.run(["--model", export, "--input", ",".join(files), "--output", output, "--overwrite",
-                            "--no-report", "--direct_num_workers", "1"])  # fmt: skip
+    summary = scoring_job.run(["--model", export, "--input", ",".join(files), "--output", output,
+                               "--overwrite", "--no-report", "--direct_num_workers", "1"])  # fmt: skip
     assert summary["balanced"] and summary["num_failed"] == 0, summary
     return summary["num_videos"], time.perf_counter() - start
 
@@ -118,7 +119,7 @@ def _measure(method: str, files: list[str], export: str, output: str) -> dict:
 def metrics_time(videos: int = 100_000, classes: int = 3862, batch: int = 1000) -> dict:
     import numpy as np
 
-    from pipelines.evaluate import MetricsCombineFn
+    from pipelines.scoring.job import MetricsCombineFn
     from trainer.metrics import MetricsAccumulator, score_videos
 
     rng = np.random.default_rng(0)

@@ -7,7 +7,7 @@
 The shards (files, globs or directories) of each directory make one column, named by
 the directory; `--generate MODEL:VIDEOS` adds a column of
 `pipelines.synth` videos (seed 0, 100 classes, 30:300 frames) of that frame model,
-made in memory. For rgb and audio it prints `pipelines.realism.realism_statistics`:
+made in memory. For rgb and audio it prints `pipelines.synthetic.realism.realism_statistics`:
 the mean over videos of the cosine between frame t and t + lag (l2-normalised frames,
 the video's mean removed) at lags 1, 2, 5, 10, 20, and the within / between video
 spread, with the real sample's 143-video figures (../shared/data/README.md) beside.
@@ -20,12 +20,13 @@ import glob
 import os
 import sys
 
+from pipelines import synth
+from pipelines.synthetic import realism
+from schemas import features as F  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
-
-from pipelines import realism, synth  # noqa: E402
-from schemas import features as F  # noqa: E402
 
 # ../shared/data/README.md: 143 real videos of the frame sample's source.
 REAL_143 = {

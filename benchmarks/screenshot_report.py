@@ -23,6 +23,8 @@ import subprocess
 import sys
 import tempfile
 
+from pipelines.scoring import report
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
@@ -90,7 +92,7 @@ def screenshot(page: pathlib.Path, png: pathlib.Path, width: int, height: int) -
 
 def write_demo(directory: pathlib.Path) -> list[pathlib.Path]:
     """Two synthetic evaluation outputs (teacher, student), their reports and comparison."""
-    from pipelines import compare, report
+    from pipelines import compare
     from tests.evaluation_fixture import write_evaluation_dir
 
     runs = {

@@ -29,6 +29,8 @@ import statistics
 import sys
 import time
 
+from trainer import inputs
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -103,9 +105,7 @@ def bytes_read_per_epoch(plan, fmt: str) -> int:
     """What one pass over `plan`'s dataset reads from storage in `fmt`."""
     import pyarrow.parquet as pq
 
-    from trainer.data import dataset_files
-
-    files = dataset_files(plan.dataset_dir, fmt)
+    files = inputs.dataset_files(plan.dataset_dir, fmt)
     if fmt == "tfrecord":
         return sum(os.path.getsize(f) for f in files)
     wanted = set(plan.columns())
@@ -124,10 +124,9 @@ def bytes_read_per_epoch(plan, fmt: str) -> int:
 def plan_for(dataset: str, offline: bool, view: str):
     from schemas.views import View
     from trainer import inputs as I
-    from trainer.data import load_layout
     from trainer.labels import LabelSpace
 
-    _, manifest = load_layout(dataset)
+    _, manifest = inputs.load_layout(dataset)
     label_space = LabelSpace.build("entities", manifest["num_classes"], None)
     return I.plan_inputs(dataset, "serial", View.parse(view), ("rgb", "audio"), label_space, targets=offline)
 

@@ -59,11 +59,12 @@ import subprocess
 import sys
 import time
 
+from benchmarks import ceiling  # noqa: E402
+from trainer import inputs
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from benchmarks import ceiling  # noqa: E402
 
 DEFAULT_WORKDIR = "/tmp/fewframes-train-bench"
 DEFAULT_VIEWS = "every_n:10,every_n:30,uniform:6,uniform:10"
@@ -232,11 +233,10 @@ def _fraction_read(dataset_dir: str, view_text: str) -> dict:
 
     from schemas import features as F
     from schemas.views import View
-    from trainer.data import dataset_files
 
     view = View.parse(view_text)
     frames = np.concatenate(
-        [pq.read_table(p, columns=[F.NUM_FRAMES])[F.NUM_FRAMES].to_numpy() for p in dataset_files(
+        [pq.read_table(p, columns=[F.NUM_FRAMES])[F.NUM_FRAMES].to_numpy() for p in inputs.dataset_files(
             dataset_dir, "parquet")]
     )  # fmt: skip
     selected = np.array([view.num_selected(int(n)) for n in frames], np.float64)
@@ -888,9 +888,8 @@ def real(args) -> None:
     labels = LabelSpace.build("entities", NUM_CLASSES, None)
     from schemas import features as F
     from schemas.views import View
-    from trainer.data import load_layout
 
-    counts = {name: load_layout(d)[1]["videos"] for name, d in datasets.items()}
+    counts = {name: inputs.load_layout(d)[1]["videos"] for name, d in datasets.items()}
     eval_plan = I.plan_inputs(datasets["eval"], "teacher", View.parse("all"), F.FRAME_FEATURES, labels)
     stages = [int(e) for e in args.epochs.split(",")]
     results = {"videos": counts, "models": {}}
@@ -1032,14 +1031,14 @@ def _device_description() -> dict:
 
 def _repeated_dataset(dataset: str, repeat: int, root: str) -> str:
     """A dataset dir that lists each of `dataset`'s Parquet files `repeat` times (symlinks)."""
-    from trainer.data import SHARD_PREFIX, dataset_files
+    from trainer.inputs import SHARD_PREFIX
 
     if repeat == 1:
         return dataset
     output = os.path.join(root, f"repeated-x{repeat}")
     shutil.rmtree(output, ignore_errors=True)
     os.makedirs(os.path.join(output, "parquet"))
-    files = dataset_files(dataset, "parquet")
+    files = inputs.dataset_files(dataset, "parquet")
     total = len(files) * repeat
     for copy in range(repeat):
         for i, path in enumerate(files):
@@ -1063,7 +1062,7 @@ def _input_rate(dataset: str, mode: str, batch_size: int, workers: int) -> dict:
     from trainer import inputs as I
     from trainer.labels import LabelSpace
 
-    _, manifest = I.load_layout(dataset)
+    _, manifest = inputs.load_layout(dataset)
     label_space = LabelSpace.build("entities", manifest["num_classes"], None)
     plan = I.plan_inputs(dataset, mode, View.parse(THROUGHPUT_VIEW), ("rgb", "audio"), label_space)
     started = time.perf_counter()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from pipelines.startup import quiet_startup
+from trainer.startup import quiet_startup
 
 SUBCOMMANDS = {
     "synth": ("pipelines.synth", "write synthetic YouTube-8M-format shards (frame or video level)"),

@@ -4,7 +4,7 @@
         [--labels teacher,every10,...] [--bootstrap 1000] [--confidence 0.95] [--seed 0] [--intersect] \
         [--overwrite]
 
-Each RUN_DIR is a `fewframes evaluate` output (`pipelines.evaluation_outputs`); the
+Each RUN_DIR is a `fewframes evaluate` output (`pipelines.scoring.outputs`); the
 first is the reference (e.g. the teacher). Runs must share the class space and top-k
 and must have scored the same videos (`--intersect` restricts them to the common
 ones). Videos are aligned by id, then resampled with replacement: every resample draws
@@ -15,7 +15,7 @@ Point estimates are the metrics on all compared videos (`MetricsAccumulator`).
 
 Writes `comparison.csv`, `comparison.json` (one row per run: identity, frames read,
 model time per video, each metric with its interval, the difference from the reference
-with its interval) and `report.html` (`pipelines.report`).
+with its interval) and `report.html` (`pipelines.scoring.report`).
 
 Speed: a resample repeats each video a number of times, and the metrics depend only on
 the sequence of is-label flags down the pooled (and per-class) ranking. So each run's
@@ -46,8 +46,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import evaluation_outputs as out
-from pipelines import ownership, report
+from pipelines.datasets import ownership
+from pipelines.runner import UsageError
+from pipelines.scoring import outputs as out
+from pipelines.scoring import report
 from trainer.metrics import MetricsAccumulator, ScoredVideos
 
 _LOG = logging.getLogger("pipelines.compare")  # also under `python -m` (__main__)
@@ -65,10 +67,6 @@ FACT_COLUMNS = (
     "model_seconds_per_video",
 )
 METHOD = "paired percentile bootstrap over videos (the same resampled videos for every run)"
-
-
-class UsageError(ValueError):
-    """A problem with the command line or its inputs, found before any work."""
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -468,7 +466,7 @@ _NOT_OURS, _HINT = "no comparison wrote", "choose another --output"
 
 def _check_output(output: str, directories: Sequence[str], overwrite: bool) -> None:
     """Refuse an output that is a compared run or that `--overwrite` could not replace
-    (`pipelines.ownership`); deletes nothing (that waits until the comparison is made)."""
+    (`pipelines.datasets.ownership`); deletes nothing (that waits until the comparison is made)."""
     output = output.rstrip("/")
     if output in {d.rstrip("/") for d in directories}:
         raise UsageError(f"--output {output} is one of the compared runs; its report.html would be replaced")
@@ -555,6 +553,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from pipelines.startup import quiet_startup
+    from trainer.startup import quiet_startup
 
     sys.exit(main(quiet_startup(sys.argv[1:])))

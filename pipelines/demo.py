@@ -33,15 +33,14 @@ import shutil
 import sys
 import time
 
+from pipelines.runner import UsageError
+from pipelines.scoring import job as scoring_job
+
 VIEW = "every_n:10"
 SEED = 7
 MIN_FREE_DISK_GB = 2.0
 MIN_MEMORY_GB = 4.0
 TOTAL_STEPS = 12  # synth x2, preprocess x2, train x2, teacher-targets, train, evaluate x3, compare
-
-
-class UsageError(ValueError):
-    """A problem with the command line or this machine, found before any work."""
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -273,14 +272,13 @@ class Demo:
         ]
 
     def evaluate(self, name: str, job: str, inputs: str | None = None, extra: tuple[str, ...] = ()) -> str:
-        from pipelines import evaluate
 
         output = self.path("eval", name)
         done = os.path.exists(os.path.join(output, "metrics.json"))
         self.announce(f"evaluate {name} (Beam) on the raw validate shards", done)
         if not done:
-            summary = evaluate.run(self.evaluate_argv(job, output, inputs, extra))
-            print("      " + evaluate.format_summary(summary).replace("\n", "\n      "))
+            summary = scoring_job.run(self.evaluate_argv(job, output, inputs, extra))
+            print("      " + scoring_job.format_summary(summary).replace("\n", "\n      "))
         return output
 
     def run(self) -> int:
@@ -430,6 +428,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from pipelines.startup import quiet_startup
+    from trainer.startup import quiet_startup
 
     sys.exit(main(quiet_startup(sys.argv[1:])))

@@ -13,20 +13,20 @@ from __future__ import annotations
 
 import sys
 
-from pipelines import evaluate
+from pipelines.scoring import job as scoring_job
 
 PROG = "fewframes predict"
 
 
 def run(argv=None, test_pipeline=None) -> dict:
-    return evaluate.run(argv, test_pipeline, labels=False, prog=PROG)
+    return scoring_job.run(argv, test_pipeline, labels=False, prog=PROG)
 
 
 def main(argv=None) -> int:
-    return evaluate.main(argv, labels=False, prog=PROG)
+    return scoring_job.main(argv, labels=False, prog=PROG)
 
 
 if __name__ == "__main__":
-    from pipelines.startup import quiet_startup
+    from trainer.startup import quiet_startup
 
     sys.exit(main(quiet_startup(sys.argv[1:])))

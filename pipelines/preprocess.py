@@ -22,19 +22,21 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, SetupOptions
 
-from pipelines import failures, manifest, ownership, read, runner, transform, write
-from pipelines.coders import VideoRow
-from pipelines.parse import INDEX_KEY, SOURCE_KEY, ParseConfig, RecordParser
+from pipelines import runner
+from pipelines.datasets import manifest, ownership, transform, write
+from pipelines.records import failures, parse, read
+from pipelines.records.coders import VideoRow
+from pipelines.records.parse import INDEX_KEY, SOURCE_KEY, ParseConfig
+from pipelines.runner import UsageError
 from schemas import features as F
 from schemas import raw
 from schemas import zscore as zscore_schema
 from schemas.preprocessed import (
+    DUPLICATES_NAME,
     ERRORS_DIR,
+    FAILURES_NAME,
     FORMATS,
     MANIFEST_NAME,
-    PARQUET,
-    SHARD_PREFIX,
-    TFRECORD,
     TRANSFORM_DIR,
     DatasetLayout,
 )
@@ -43,59 +45,6 @@ from schemas.views import View
 
 _LOG = logging.getLogger("pipelines.preprocess")  # not "__main__" under `python -m`
 TFT_TEMP_PREFIX = "fewframes-tft-"  # tensorflow-transform's scratch folder without --temp_location
-
-
-class UsageError(ValueError):
-    """A problem with the command line or its inputs, found before any work."""
-
-
-# ----- transforms ---------------------------------------------------------------------
-class _ParseBatches(beam.DoFn):
-    def __init__(self, config: ParseConfig):
-        self._config = config
-        self._parser = None
-        self._rows = beam.metrics.Metrics.counter("parse", "rows")
-        self._failed = beam.metrics.Metrics.counter("parse", "failed")
-        # Frame-level batches read from their bytes (`pipelines.wire`) or by the TF graph.
-        self._canonical = beam.metrics.Metrics.counter("parse", "canonical_batches")
-        self._graph = beam.metrics.Metrics.counter("parse", "graph_batches")
-
-    def setup(self):
-        self._parser = RecordParser(self._config)
-
-    def process(self, batch):
-        parser = self._parser
-        canonical, graph = parser.canonical_batches, parser.graph_batches
-        rows, failed = parser.parse_batch(batch)
-        self._rows.inc(len(rows))
-        self._failed.inc(len(failed))
-        self._canonical.inc(parser.canonical_batches - canonical)
-        self._graph.inc(parser.graph_batches - graph)
-        for row in rows:
-            yield VideoRow(row)
-        for record in failed:
-            yield beam.pvalue.TaggedOutput(failures.FAILED, record)
-
-
-class ParseAndValidate(beam.PTransform):
-    """Raw `(source, index, offset, bytes)` records -> dataset rows, plus `failed`."""
-
-    def __init__(self, config: ParseConfig, max_batch_size: int = 64):
-        super().__init__()
-        self._config, self._max_batch_size = config, max_batch_size
-
-    def expand(self, records):
-        return (
-            records
-            # A fixed size: adaptive batching starts at 1 record, and TF's per-call
-            # overhead then dominates small inputs.
-            | "BatchRecords"
-            >> beam.BatchElements(min_batch_size=self._max_batch_size, max_batch_size=self._max_batch_size)
-            | "ParseBatches"
-            >> beam.ParDo(_ParseBatches(self._config))
-            .with_output_types(VideoRow)
-            .with_outputs(failures.FAILED, main="rows")
-        )
 
 
 def _occurrences_if_duplicate(id_and_positions):
@@ -225,42 +174,6 @@ def _parse_args(argv):
     return args, beam_args
 
 
-FAILURES_NAME, DUPLICATES_NAME = "failures", "duplicate_ids"  # dead-letter shards under errors/
-DATASET_CLAIMS = ownership.Claims(
-    "dataset",
-    files=(MANIFEST_NAME,),
-    shards=(
-        (f"{PARQUET}/{SHARD_PREFIX}", ".parquet"),
-        (f"{TFRECORD}/{SHARD_PREFIX}", ".tfrecord"),
-        (f"{TFRECORD}/{SHARD_PREFIX}", ".tfrecord.gz"),
-        *((f"{ERRORS_DIR}/{name}", ".jsonl") for name in (FAILURES_NAME, DUPLICATES_NAME)),
-    ),
-    trees=(
-        # Beam's sinks write into beam-temp-PREFIX-UUID/ beside their shards, then rename.
-        *(f"{fmt}/beam-temp-{SHARD_PREFIX}-" for fmt in FORMATS),
-        *(f"{ERRORS_DIR}/beam-temp-{name}-" for name in (FAILURES_NAME, DUPLICATES_NAME)),
-        # TFT's WriteTransformFn (or --transform-from's copy of one) fills these.
-        *(
-            f"{TRANSFORM_DIR}/{d}/"
-            for d in (transform.TRANSFORM_FN_DIR, "transformed_metadata", "transform_tmp")
-        ),
-    ),
-)  # every file a dataset job (preprocess, teacher-targets) may write under its output
-
-
-def prepare_output(output: str, overwrite: bool) -> None:
-    """Refuse a non-empty output; with `overwrite`, delete the old dataset's files only
-    (`pipelines.ownership`), then record what this run may write."""
-    ownership.claim(
-        output,
-        overwrite,
-        DATASET_CLAIMS,
-        "are not part of a fewframes dataset",
-        "--overwrite only replaces a dataset, so choose another --output",
-        UsageError,
-    )
-
-
 def _normalization_entry(args, parameters_sha256: str | None = None) -> dict:
     """The manifest's `normalization`; paths in it are relative to the dataset. An analysis
     run's `parameters_sha256` is filled in by the pipeline once it has written the file."""
@@ -348,7 +261,7 @@ def build_pipeline(pipeline, args, layout: DatasetLayout, input_files: list) -> 
         segments=layout.segments,
     )
     raw_records = pipeline | "ReadShards" >> read.ReadRawRecords(args.input)
-    parsed = raw_records.records | "ParseAndValidate" >> ParseAndValidate(config, args.parse_batch_size)
+    parsed = raw_records.records | "ParseAndValidate" >> parse.ParseAndValidate(config, args.parse_batch_size)
     rows = parsed.rows
 
     if args.no_duplicate_check:
@@ -444,7 +357,7 @@ def run(argv=None, test_pipeline=None) -> dict:
     except (ValueError, OSError) as error:
         raise UsageError(str(error)) from None
     transform_source = _transform_source(args.transform_from, args.output) if args.transform_from else None
-    prepare_output(args.output, args.overwrite)
+    write.prepare_output(args.output, args.overwrite)
     if transform_source:
         source, parameters = transform_source
         FileSystems.copy([source + "/"], [f"{args.output.rstrip('/')}/{TRANSFORM_DIR}/"])
@@ -483,7 +396,7 @@ def _run_pipeline(args, options, layout, input_files, test_pipeline) -> dict:
     build_pipeline(pipeline, args, layout, input_files)
     result = pipeline.run()
     result.wait_until_finish()
-    ownership.commit(args.output, DATASET_CLAIMS)
+    ownership.commit(args.output, write.DATASET_CLAIMS)
     summary = manifest.read_json(f"{args.output.rstrip('/')}/{MANIFEST_NAME}")
     summary["counters"], reading = _metrics(result)
     if reading:
@@ -541,10 +454,10 @@ def format_summary(summary: dict, seconds: float) -> str:
 
 
 def main(argv=None) -> int:
-    return runner.dataset_job_main("fewframes preprocess", run, format_summary, UsageError, argv)
+    return runner.job_main("fewframes preprocess", run, format_summary, argv)
 
 
 if __name__ == "__main__":
-    from pipelines.startup import quiet_startup
+    from trainer.startup import quiet_startup
 
     sys.exit(main(quiet_startup(sys.argv[1:])))

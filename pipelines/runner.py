@@ -16,6 +16,8 @@ import time
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from trainer.config import UsageError  # the one definition: the trainer, below pipelines, raises it too
+
 _LOCAL_RUNNER_NAMES = {None, "DirectRunner", "direct", "FnApiRunner"}
 
 # A job whose dead-lettered share of the records read exceeds --max-failed-fraction
@@ -92,17 +94,17 @@ def exit_code(prog: str, summary: dict, balanced_key: str = "balanced") -> int:
     return 0
 
 
-def dataset_job_main(prog: str, run, format_summary, usage_error: type[Exception], argv=None) -> int:
-    """The console `main` of a job that writes a dataset and its manifest (preprocess,
-    teacher-targets): 2 on a usage error (one line), else the summary, then 1 unless the
-    manifest balances (records read = written + failed) and EXIT_TOO_MANY_FAILED when the
-    failed share exceeds --max-failed-fraction."""
+def job_main(prog: str, run, format_summary, argv=None) -> int:
+    """The console `main` of every Beam job (preprocess, teacher-targets, evaluate,
+    predict): 2 on a usage error (one line), else the summary `format_summary(summary,
+    seconds)` prints, then 1 unless the job's records balance (read = written + failed)
+    and EXIT_TOO_MANY_FAILED when the failed share exceeds --max-failed-fraction."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pipelines").setLevel(logging.INFO)
     start = time.time()
     try:
         summary = run(argv)
-    except usage_error as error:
+    except UsageError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     print(format_summary(summary, time.time() - start))

@@ -43,7 +43,7 @@ seeing all frames (the teacher) can beat one seeing every 10th frame (the studen
     of the correlation with lag (up to 20 frames), the drift the fast one (lags
     1-5). Label windows start at the cut nearest their random start, so what a label
     shows tends to begin with a shot. The background std is 0.225 (rgb) and 0.315
-    (audio). Fitted with `benchmarks/realism.py` (`pipelines.realism`) to the real
+    (audio). Fitted with `benchmarks/realism.py` (`pipelines.synthetic.realism`) to the real
     sample: the mean over videos of the cosine between frames t and t + lag
     (l2-normalised, the video mean removed) at lags 1, 2, 5, 10, 20 is 0.47, 0.35,
     0.18, 0.10, 0.03 for rgb (real: 0.47, 0.35, 0.19, 0.11, 0.04) and 0.24, 0.19,
@@ -103,7 +103,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from pipelines.tfrecord_io import write_records
+from pipelines.records.tfrecord_io import write_records
 from schemas import features as F
 from schemas import raw
 from schemas.quantization import dequantize, quantize
@@ -841,6 +841,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from pipelines.startup import quiet_startup
+    from trainer.startup import quiet_startup
 
     sys.exit(main(quiet_startup(sys.argv[1:])))

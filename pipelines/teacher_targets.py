@@ -35,10 +35,14 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import PredictionResult
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
-from pipelines import failures, manifest, ownership, runner, scoring, write
-from pipelines.coders import VideoRow
-from pipelines.inference import _ExportHandler
-from pipelines.preprocess import DATASET_CLAIMS, prepare_output
+from pipelines import runner
+from pipelines.datasets import manifest, ownership, write
+from pipelines.records import failures
+from pipelines.records.coders import VideoRow
+from pipelines.runner import UsageError
+from pipelines.scoring import inference, read
+from pipelines.scoring import plan as scoring_plan
+from pipelines.scoring.inference import ExportModelHandler
 from schemas import features as F
 from schemas.preprocessed import (
     ERRORS_DIR,
@@ -58,13 +62,9 @@ TEACHER_EXPORT_DIRS = ("export_teacher", "export")  # a parallel job's teacher, 
 TEACHER_IDENTITY_EXTRA_KEYS = ("model", "normalization", "weights_sha256", "representation_dim")
 
 
-class UsageError(ValueError):
-    """A problem with the command line or its inputs, found before any work."""
-
-
 @dataclasses.dataclass(frozen=True)
 class TargetsPlan:
-    scoring: scoring.ScoringPlan  # the teacher's export over the input's full view
+    scoring: scoring_plan.ScoringPlan  # the teacher's export over the input's full view
     view: View  # the student view the output stores
     encoding: TargetsEncoding
     layout: DatasetLayout  # the output's
@@ -88,10 +88,10 @@ class TargetsPlan:
 def resolve_teacher(teacher: str) -> tuple[str, dict]:
     """A teacher's export: the directory itself, or a teacher / parallel job dir's."""
     try:
-        export_dir, metadata = scoring.resolve_export(teacher, TEACHER_EXPORT_DIRS)
-    except scoring.InvalidExport as error:
+        export_dir, metadata = scoring_plan.resolve_export(teacher, TEACHER_EXPORT_DIRS)
+    except scoring_plan.InvalidExport as error:
         raise UsageError(f"--teacher {teacher}: {error}") from None
-    except scoring.ScoringError:
+    except scoring_plan.ScoringError:
         raise UsageError(
             f"--teacher {teacher} is neither a fewframes export nor a training job dir with "
             f"{' or '.join(TEACHER_EXPORT_DIRS)}/"
@@ -122,8 +122,8 @@ def plan_targets(teacher: str, dataset: str, view: str | None, predictions: str)
             "(preprocess with --teacher-view)"
         )
     try:
-        plan = scoring.plan_dataset(export_dir, metadata, dataset)
-    except scoring.ScoringError as error:
+        plan = scoring_plan.plan_dataset(export_dir, metadata, dataset)
+    except scoring_plan.ScoringError as error:
         raise UsageError(str(error)) from None
     layout = plan.layout
     try:
@@ -134,7 +134,7 @@ def plan_targets(teacher: str, dataset: str, view: str | None, predictions: str)
     if not student_view.is_deterministic:
         raise UsageError(f"--view {student_view} is random; a dataset stores one deterministic view")
     # Every video through the teacher's own view ("all"), from its full view.
-    plan = dataclasses.replace(plan, frames=scoring.WHOLE_VIDEOS, segments=False)
+    plan = dataclasses.replace(plan, frames=scoring_plan.WHOLE_VIDEOS, segments=False)
     num_classes = int(metadata["num_classes"])
     try:
         out_layout = DatasetLayout(
@@ -177,7 +177,7 @@ def _job_config(job_dir: str | None) -> dict | None:
 
 
 # ----- inference ----------------------------------------------------------------------------
-class TeacherTargetsHandler(_ExportHandler):
+class TeacherTargetsHandler(ExportModelHandler):
     """Rows with the full view -> output rows: the student view and the teacher's outputs.
 
     A video whose outputs are not finite comes back as a failure dict instead of a row.
@@ -189,7 +189,7 @@ class TeacherTargetsHandler(_ExportHandler):
 
     def run_inference(self, batch, model, inference_args=None):
         plan = self._plan
-        inputs, lengths, _ = scoring.model_frames(plan.scoring, batch)
+        inputs, lengths, _ = inference.model_frames(plan.scoring, batch)
         outputs = model.score_frames(inputs, lengths)
         predictions, representations = outputs["predictions"], outputs["representation"]
         finite = np.isfinite(predictions).all(axis=1) & np.isfinite(representations).all(axis=1)
@@ -247,7 +247,7 @@ class ComputeTeacherTargets(beam.PTransform):
         handler = TeacherTargetsHandler(
             plan, min_batch_size=self._batch_size, max_batch_size=self._batch_size
         )
-        out = rows | "Teacher" >> scoring.RunKeyedInference(handler, keep)
+        out = rows | "Teacher" >> inference.RunKeyedInference(handler, keep)
         split = out["results"] | "SplitFailures" >> beam.ParDo(_SplitFailures()).with_output_types(
             VideoRow
         ).with_outputs(failures.FAILED, main="rows")
@@ -300,7 +300,7 @@ def _parse_args(argv):
 def build_pipeline(pipeline, args, plan: TargetsPlan) -> None:
     output = args.output.rstrip("/")
     layout = plan.layout
-    videos = pipeline | "ReadFullView" >> scoring.ReadVideos(plan.scoring, frame_columns=plan.full_columns())
+    videos = pipeline | "ReadFullView" >> read.ReadVideos(plan.scoring, frame_columns=plan.full_columns())
     targets = videos["rows"] | "ComputeTeacherTargets" >> ComputeTeacherTargets(plan, args.batch_size)
     rows = targets["rows"]
     all_failures = (videos["failed"], targets["failed"]) | "AllFailures" >> beam.Flatten()
@@ -365,7 +365,7 @@ def run(argv=None, test_pipeline=None) -> dict:
         args.format = [f for f in FORMATS if f in plan.input_manifest.get("formats", [])]
     if args.output.rstrip("/") == plan.input_dir:
         raise UsageError("--output cannot be the --input dataset")
-    prepare_output(args.output, args.overwrite)
+    write.prepare_output(args.output, args.overwrite)
     normalization = plan.input_manifest.get("normalization") or {}
     if normalization.get("zscore", "none") != "none":
         # The student normalises its frames with the statistics the teacher's data had.
@@ -387,7 +387,7 @@ def run(argv=None, test_pipeline=None) -> dict:
     build_pipeline(pipeline, args, plan)
     result = pipeline.run()
     result.wait_until_finish()
-    ownership.commit(args.output, DATASET_CLAIMS)
+    ownership.commit(args.output, write.DATASET_CLAIMS)
     return manifest.read_json(f"{args.output.rstrip('/')}/{MANIFEST_NAME}")
 
 
@@ -409,10 +409,10 @@ def format_summary(summary: dict, seconds: float) -> str:
 
 
 def main(argv=None) -> int:
-    return runner.dataset_job_main("fewframes teacher-targets", run, format_summary, UsageError, argv)
+    return runner.job_main("fewframes teacher-targets", run, format_summary, argv)
 
 
 if __name__ == "__main__":
-    from pipelines.startup import quiet_startup
+    from trainer.startup import quiet_startup
 
     sys.exit(main(quiet_startup(sys.argv[1:])))

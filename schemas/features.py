@@ -4,6 +4,13 @@ Every module refers to features through these constants, so a name is spelt once
 """
 
 # Context / video-level keys of the raw records.
+from __future__ import annotations
+
+
+def feature_dim(features) -> int:
+    return sum(FEATURE_DIMS[f] for f in features)
+
+
 ID = "id"
 LEGACY_ID = "video_id"  # the 2017 release's name for `id`
 LABELS = "labels"

@@ -42,6 +42,7 @@ PARQUET = "parquet"
 TFRECORD = "tfrecord"
 FORMATS = (PARQUET, TFRECORD)
 ERRORS_DIR = "errors"
+FAILURES_NAME, DUPLICATES_NAME = "failures", "duplicate_ids"  # dead-letter shards under errors/
 TRANSFORM_DIR = "transform"
 SHARD_PREFIX = "part"
 ARROW_METADATA_KEY = b"fewframes.layout"

@@ -99,7 +99,7 @@ _Z_SCORE_OPS = sorted(
 
 def parameters_from_saved_model(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
     """(mean, scale) read from the constants of a `transform_fn/saved_model.pb` that
-    `pipelines.transform.preprocessing_fn` analysed; a graph of any other shape is refused.
+    `pipelines.datasets.transform.preprocessing_fn` analysed; a graph of any other shape is refused.
 
     The z-score function takes `inputs` and, as captured arguments, the mean (the second
     operand of `scale_to_z_score/sub`) and the variance (the operand of

@@ -1,7 +1,7 @@
 """Evaluation output directories made from random predictions, and report-page readers.
 
 `write_evaluation_dir` writes what `fewframes evaluate` writes (metrics.json,
-per_class.csv, videos.parquet) through `pipelines.evaluation_outputs`, from predictions
+per_class.csv, videos.parquet) through `pipelines.scoring.outputs`, from predictions
 scored by `trainer.metrics.score_videos`, so the report and compare tests need no model.
 Videos (ids, labels, lengths) come from `videos_seed`, predictions from `seed`: two
 runs with the same `videos_seed` scored the same videos.
@@ -18,7 +18,7 @@ import zlib
 
 import numpy as np
 
-from pipelines import evaluation_outputs as out
+from pipelines.scoring import outputs as out
 from trainer.metrics import MetricsAccumulator, score_videos
 
 VERTICALS = ("Arts & Entertainment", "Games", "Autos & Vehicles", "Sports", "Food & Drink")

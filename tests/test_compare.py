@@ -9,8 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from pipelines import compare, ownership
-from pipelines import evaluation_outputs as out
+from pipelines import compare
+from pipelines.datasets import ownership
+from pipelines.scoring import outputs as out
 from tests.conftest import REPO_ROOT
 from tests.evaluation_fixture import data_values, inline_images, png_size, write_evaluation_dir
 from tests.test_gcs import BUCKET, gcs, gcs_server  # noqa: F401  (fixtures)
@@ -344,7 +345,7 @@ def test_module_entry_point(runs, tmp_path):
 
 
 def test_gs_paths(gcs, runs):  # noqa: F811
-    from pipelines.report import write_evaluation_report
+    from pipelines.scoring.report import write_evaluation_report
 
     root, _ = runs
     remote = []

@@ -14,7 +14,9 @@ import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines import preprocess, runner, tfrecord_io
+from pipelines import preprocess, runner
+from pipelines.datasets import manifest
+from pipelines.records import tfrecord_io
 from pipelines.synth import SynthConfig, generate
 
 distributed = pytest.importorskip("distributed")
@@ -167,8 +169,6 @@ def _dataset_contents(directory: pathlib.Path) -> dict:
     TFRecord records, dead letters and the manifest's counts."""
     import pyarrow.parquet as pq
     import tensorflow as tf
-
-    from pipelines import manifest
 
     rows = pq.read_table(sorted(directory.glob("parquet/*.parquet"))).to_pylist()
     shards = [str(p) for p in directory.glob("tfrecord/*")]

@@ -6,6 +6,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.dataflow.dataflow_runner import DataflowRunner
 
 from pipelines import preprocess
+from pipelines.scoring import job as scoring_job
+from pipelines.scoring import plan as scoring_plan
 from schemas.preprocessed import DatasetLayout
 
 IMAGE = "europe-west4-docker.pkg.dev/my-project/fewframes/fewframes-dataflow:0.1.0"
@@ -67,8 +69,7 @@ def test_preprocess_translates_to_a_dataflow_job_with_our_container(tmp_path):
 
 
 def test_evaluate_translates_to_a_dataflow_job_with_our_container(student_export):
-    from pipelines import evaluate, scoring
-    from pipelines.parse import ParseConfig
+    from pipelines.records.parse import ParseConfig
     from schemas.views import View
     from trainer.export import read_metadata
 
@@ -77,23 +78,23 @@ def test_evaluate_translates_to_a_dataflow_job_with_our_container(student_export
             "--output", "gs://bucket/eval/student", "--jsonl", "--runner", "DataflowRunner",
             "--project", "my-project", "--region", "europe-west4", "--temp_location", "gs://bucket/tmp",
             "--sdk_container_image", IMAGE, "--dry_run", "True"]  # fmt: skip
-    args, beam_args = evaluate.parse_args(argv)
-    plan = scoring.ScoringPlan(
+    args, beam_args = scoring_job.parse_args(argv)
+    plan = scoring_plan.ScoringPlan(
         export_dir="gs://bucket/jobs/student/export",
         metadata=metadata,
-        source=scoring.RAW,
+        source=scoring_plan.RAW,
         kind="frame",
         patterns=tuple(args.input),
         files=("gs://bucket/yt8m/frame/validate0000.tfrecord",),
         input_bytes=1 << 30,
-        frames=scoring.VIEW_FRAMES,
+        frames=scoring_plan.VIEW_FRAMES,
         segments=True,
         parse_config=ParseConfig(
             "frame", 8, View.parse("every_n:4"), "float32", teacher_view=True, segments=True
         ),
     )
     pipeline = beam.Pipeline(runner=DataflowRunner(), options=PipelineOptions(beam_args))
-    evaluate.build_pipeline(pipeline, args, plan, evaluate.ClassNames(metadata, None))
+    scoring_job.build_pipeline(pipeline, args, plan, scoring_job.ClassNames(metadata, None))
 
     result = pipeline.run()  # --dry_run: translated, not submitted
 
@@ -108,7 +109,7 @@ def test_evaluate_translates_to_a_dataflow_job_with_our_container(student_export
 
 
 def test_teacher_targets_translates_to_a_dataflow_job_with_our_container(student_export):
-    from pipelines import scoring, teacher_targets
+    from pipelines import teacher_targets
     from schemas.targets import TargetsEncoding
     from schemas.views import View
     from trainer.export import read_metadata
@@ -121,15 +122,15 @@ def test_teacher_targets_translates_to_a_dataflow_job_with_our_container(student
             "--dry_run", "True"]  # fmt: skip
     args, beam_args = teacher_targets._parse_args(argv)
     plan = teacher_targets.TargetsPlan(
-        scoring=scoring.ScoringPlan(
+        scoring=scoring_plan.ScoringPlan(
             export_dir="gs://bucket/jobs/teacher/export",
             metadata=metadata,
-            source=scoring.DATASET,
+            source=scoring_plan.DATASET,
             kind="frame",
             patterns=("gs://bucket/datasets/train",),
             files=("gs://bucket/datasets/train/parquet/part-00000-of-00001.parquet",),
             input_bytes=1 << 30,
-            frames=scoring.WHOLE_VIDEOS,
+            frames=scoring_plan.WHOLE_VIDEOS,
             segments=False,
             layout=DatasetLayout("frame", teacher_view=True, view="every_n:10"),
             dataset_format="parquet",

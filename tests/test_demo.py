@@ -3,6 +3,7 @@
 import json
 
 from pipelines import cli
+from pipelines.scoring import job as scoring_job
 
 
 def test_demo_runs_end_to_end_resumes_and_distillation_beats_the_plain_student(tmp_path, capsys):
@@ -45,7 +46,7 @@ def test_demo_runs_end_to_end_resumes_and_distillation_beats_the_plain_student(t
 
 
 def test_the_demo_evaluates_with_the_vocabulary_its_synthetic_shards_come_with(tmp_path):
-    from pipelines import demo, evaluate
+    from pipelines import demo
     from pipelines.synth import SynthConfig, generate
 
     args = demo.build_arg_parser().parse_args(["--workdir", str(tmp_path / "demo"), "--classes", "12"])
@@ -53,13 +54,13 @@ def test_the_demo_evaluates_with_the_vocabulary_its_synthetic_shards_come_with(t
     generate(runner.path("raw"), SynthConfig(kind="frame", videos=4, shards=1, classes=12, seed=demo.SEED),
              progress=False)  # fmt: skip
     argv = runner.evaluate_argv(runner.path("jobs", "student"), runner.path("eval", "student"))
-    parsed, _ = evaluate.parse_args(argv)
-    vocabulary = evaluate.read_vocabulary(parsed.vocabulary, {"num_classes": 12})
+    parsed, _ = scoring_job.parse_args(argv)
+    vocabulary = scoring_job.read_vocabulary(parsed.vocabulary, {"num_classes": 12})
     assert len(vocabulary.names) == 12 and all(vocabulary.verticals)
     assert parsed.input == [runner.path("raw", "validate*.tfrecord")]
     # The real-data demo names its own vocabulary, once.
     real = runner.evaluate_argv("job", "out", "shards", ("--vocabulary", "real.csv", "--jsonl"))
-    assert real.count("--vocabulary") == 1 and evaluate.parse_args(real)[0].vocabulary == "real.csv"
+    assert real.count("--vocabulary") == 1 and scoring_job.parse_args(real)[0].vocabulary == "real.csv"
 
 
 def test_real_video_level_demo_names_its_predictions(shared_data_dir, tmp_path, capsys):

@@ -12,14 +12,18 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines import evaluate, ownership, predict, runner, tfrecord_io
-from pipelines import evaluation_outputs as out
+from pipelines import predict, runner
+from pipelines.datasets import ownership
+from pipelines.records import tfrecord_io
 from pipelines.runner import local_runner
+from pipelines.scoring import job as scoring_job
+from pipelines.scoring import outputs as out
 from pipelines.synth import SynthConfig, generate
 from schemas import features as F
 from schemas import raw
 from schemas.views import View
 from tests.conftest import make_dataset, random_frames, train_job
+from trainer import inputs
 from trainer.export import LoadedExport
 from trainer.metrics import MetricsAccumulator, average_precision, score_videos
 
@@ -40,7 +44,7 @@ def _labels(record: bytes) -> tuple[str, list[int]]:
 
 
 def _evaluate(*argv, labels=True):
-    job = evaluate if labels else predict
+    job = scoring_job if labels else predict
     return job.run([*argv, "--direct_num_workers", "1"])
 
 
@@ -231,7 +235,6 @@ def uniform_job(tiny_frame_dataset, tmp_path_factory):
 
 def test_whole_videos_of_a_dataset_go_through_score_frames(uniform_job, tiny_frame_dataset, tmp_path):
     """A uniform:3 model on a dataset storing every_n:4 reads the full view and cuts its own."""
-    from trainer.data import load_layout, parquet_batches
 
     summary = _evaluate(
         "--model",
@@ -245,9 +248,9 @@ def test_whole_videos_of_a_dataset_go_through_score_frames(uniform_job, tiny_fra
     assert summary["input"]["frames"] == "whole"
     loaded = LoadedExport(str(uniform_job / "export"))
     lengths = []
-    layout, _ = load_layout(str(tiny_frame_dataset))
+    layout, _ = inputs.load_layout(str(tiny_frame_dataset))
     acc = MetricsAccumulator(8, 20)
-    for batch in parquet_batches(
+    for batch in inputs.parquet_batches(
         str(tiny_frame_dataset), 16, columns=[F.ID, F.LABELS, "full_rgb", "full_audio"]
     ):
         frames = {f: batch[F.full_view_column(f)].astype(np.float32) for f in F.FRAME_FEATURES}
@@ -260,21 +263,21 @@ def test_whole_videos_of_a_dataset_go_through_score_frames(uniform_job, tiny_fra
 
 def test_mismatched_inputs_are_refused_before_any_work(student_export, tmp_path):
     other_classes = make_dataset(tmp_path / "c", videos=6, classes=5, view="every_n:4", teacher_view=False)
-    with pytest.raises(evaluate.UsageError, match="has 5 classes but the model was trained on 8"):
+    with pytest.raises(scoring_job.UsageError, match="has 5 classes but the model was trained on 8"):
         _evaluate(
             "--model", str(student_export), "--input", str(other_classes), "--output", str(tmp_path / "o")
         )
     other_view = make_dataset(tmp_path / "v", videos=6, classes=8, view="every_n:3", teacher_view=False)
     with pytest.raises(
-        evaluate.UsageError, match=r"stores view every_n:3 without the full view.*reads every_n:4"
+        runner.UsageError, match=r"stores view every_n:3 without the full view.*reads every_n:4"
     ):
         _evaluate("--model", str(student_export), "--input", str(other_view), "--output", str(tmp_path / "o"))
     video = make_dataset(tmp_path / "w", videos=6, classes=8, kind="video")
-    with pytest.raises(evaluate.UsageError, match="model is frame-level but dataset .* is video-level"):
+    with pytest.raises(scoring_job.UsageError, match="model is frame-level but dataset .* is video-level"):
         _evaluate("--model", str(student_export), "--input", str(video), "--output", str(tmp_path / "o"))
-    with pytest.raises(evaluate.UsageError, match="neither a fewframes export nor a training job dir"):
+    with pytest.raises(scoring_job.UsageError, match="neither a fewframes export nor a training job dir"):
         _evaluate("--model", str(tmp_path), "--input", str(video), "--output", str(tmp_path / "o"))
-    code = evaluate.main(
+    code = scoring_job.main(
         ["--model", str(student_export), "--input", str(video), "--output", str(tmp_path / "o")]
     )
     assert code == 2
@@ -282,12 +285,12 @@ def test_mismatched_inputs_are_refused_before_any_work(student_export, tmp_path)
 
 def test_an_output_holding_files_needs_overwrite(student_export, tiny_frame_dataset, tmp_path):
     (tmp_path / out.METRICS_FILE).write_text("{}")
-    with pytest.raises(evaluate.UsageError, match="pass --overwrite"):
+    with pytest.raises(scoring_job.UsageError, match="pass --overwrite"):
         _evaluate(
             "--model", str(student_export), "--input", str(tiny_frame_dataset), "--output", str(tmp_path)
         )
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(evaluate.UsageError, match="no evaluation wrote"):
+    with pytest.raises(scoring_job.UsageError, match="no evaluation wrote"):
         _evaluate(
             "--model",
             str(student_export),
@@ -317,7 +320,7 @@ def test_evaluate_overwrite_keeps_a_sibling_output_named_by_a_glob(
     student_export, tiny_frame_dataset, tmp_path
 ):
     sibling = _fake_evaluation(tmp_path / "eval" / "run1")
-    with pytest.raises(evaluate.UsageError, match=r"glob characters \(\*\?\[\)"):
+    with pytest.raises(scoring_job.UsageError, match=r"glob characters \(\*\?\[\)"):
         _evaluate("--model", str(student_export), "--input", str(tiny_frame_dataset),
                   "--output", str(tmp_path / "eval" / "run?"), "--overwrite")  # fmt: skip
     assert {path: path.read_text() for path in sibling} == sibling
@@ -331,7 +334,7 @@ def test_evaluate_overwrite_deletes_only_the_files_an_evaluation_wrote(
     earlier = _fake_evaluation(output)
     (output / "failed-cases-i-checked.txt").write_text("mine")
     argv = ["--model", str(student_export), "--input", str(tiny_frame_dataset), "--output", str(output)]
-    with pytest.raises(evaluate.UsageError, match=r"no evaluation wrote: failed-cases-i-checked.txt;"):
+    with pytest.raises(scoring_job.UsageError, match=r"no evaluation wrote: failed-cases-i-checked.txt;"):
         _evaluate(*argv, "--overwrite")
     assert all(path.read_text() == text for path, text in earlier.items())
     (output / "failed-cases-i-checked.txt").unlink()
@@ -342,7 +345,7 @@ def test_evaluate_overwrite_deletes_only_the_files_an_evaluation_wrote(
     assert owned["kind"] == "evaluation" and owned["shards"] == owned["trees"] == []
     assert owned["files"] == sorted(p.name for p in output.iterdir() if p.name != ownership.OWNED_NAME)
     # A dataset is not an evaluation's to replace, record or not.
-    with pytest.raises(evaluate.UsageError, match=r"no evaluation wrote \(a fewframes dataset output\)"):
+    with pytest.raises(scoring_job.UsageError, match=r"no evaluation wrote \(a fewframes dataset output\)"):
         _evaluate(*argv[:-1], str(tiny_frame_dataset), "--overwrite")
 
 
@@ -354,9 +357,9 @@ def test_a_link_inside_an_evaluation_output_is_refused_and_its_target_untouched(
     output.mkdir()
     (output / "old").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
     argv = ["--model", str(student_export), "--input", str(tiny_frame_dataset), "--output", str(output)]
-    with pytest.raises(evaluate.UsageError, match="holds a link, old -> .*elsewhere"):
+    with pytest.raises(scoring_job.UsageError, match="holds a link, old -> .*elsewhere"):
         _evaluate(*argv, labels=False)
-    with pytest.raises(evaluate.UsageError, match="holds a link, old -> .*elsewhere"):
+    with pytest.raises(scoring_job.UsageError, match="holds a link, old -> .*elsewhere"):
         _evaluate(*argv, "--overwrite")
     assert {path: path.read_text() for path in elsewhere} == elsewhere
     assert [p.name for p in output.iterdir()] == ["old"]
@@ -408,7 +411,7 @@ def test_predict_on_unlabelled_test_shards_with_a_category_filter(student_export
     kept = _predictions_csv(tmp_path / "some")
     assert set(kept) == {v for v, row in rows.items() if dict(zip(*row, strict=True))[3] >= threshold}
     assert 0 < len(kept) < 12
-    with pytest.raises(evaluate.UsageError, match="no class is named 'nope'"):
+    with pytest.raises(scoring_job.UsageError, match="no class is named 'nope'"):
         _evaluate(
             "--model",
             str(student_export),
@@ -523,7 +526,7 @@ def test_metrics_combiner_merges_partial_results_exactly():
         result = (
             p
             | beam.Create(records, reshuffle=True)
-            | beam.CombineGlobally(evaluate.MetricsCombineFn(30, 5, block=7))
+            | beam.CombineGlobally(scoring_job.MetricsCombineFn(30, 5, block=7))
             | beam.Map(lambda r: r["metrics"])
         )
         assert_that(result, equal_to([expected]))
@@ -535,7 +538,7 @@ def test_segment_map_combiner_keeps_only_the_top_k_per_class():
         (int(rng.integers(0, 3)), float(np.round(rng.random(), 1)), bool(rng.random() < 0.3))
         for _ in range(400)
     ]
-    combiner = evaluate.SegmentMapFn(k=10)
+    combiner = scoring_job.SegmentMapFn(k=10)
     parts = [combiner.create_accumulator() for _ in range(4)]
     for i, rating in enumerate(ratings):
         combiner.add_input(parts[i % 4], rating)
@@ -552,7 +555,7 @@ def test_segment_map_combiner_keeps_only_the_top_k_per_class():
     assert result["map_at_k"] == pytest.approx(np.mean(aps))
     assert result["num_rated_pairs"] == 400
     # With K at least the number of ratings, AP@K is the ordinary AP.
-    full = evaluate.SegmentMapFn(k=1000)
+    full = scoring_job.SegmentMapFn(k=1000)
     acc = full.create_accumulator()
     for rating in ratings:
         full.add_input(acc, rating)
@@ -610,7 +613,7 @@ def test_raw_input_in_another_class_space_is_refused_before_the_run(student_expo
     rng = np.random.default_rng(0)
     _shard_with_labels(tmp_path / "train0000.tfrecord", [list(rng.choice(100, 3)) for _ in range(10)])
     argv = ["--model", str(student_export), "--input", f"{tmp_path}/train*.tfrecord"]
-    code = evaluate.main([*argv, "--output", str(tmp_path / "o")])
+    code = scoring_job.main([*argv, "--output", str(tmp_path / "o")])
     assert code == 2
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "not in the model's class space" in error
@@ -625,7 +628,7 @@ def test_a_run_that_fails_more_than_the_max_failed_fraction_exits_3_and_keeps_it
     # starts, dead-letters them and then exits 3 with the outputs and the reason kept.
     _shard_with_labels(tmp_path / "train0000.tfrecord", [[1], [2], [50], [3], [4], [60], [5], [6], [70], [0]])
     argv = ["--model", str(student_export), "--input", f"{tmp_path}/train*.tfrecord", "--no-report"]
-    code = evaluate.main([*argv, "--output", str(tmp_path / "o"), "--direct_num_workers", "1"])
+    code = scoring_job.main([*argv, "--output", str(tmp_path / "o"), "--direct_num_workers", "1"])
     assert code == runner.EXIT_TOO_MANY_FAILED == 3
     assert "3 of 10 records failed" in capsys.readouterr().err
     metrics = json.loads((tmp_path / "o" / out.METRICS_FILE).read_text())
@@ -633,7 +636,7 @@ def test_a_run_that_fails_more_than_the_max_failed_fraction_exits_3_and_keeps_it
     assert metrics["failed_fraction"] == 0.3 and metrics["max_failed_fraction"] == 0.1
     assert metrics["too_many_failed"] and "--max-failed-fraction 0.1" in metrics["too_many_failed_reason"]
     assert (tmp_path / "o" / out.PREDICTIONS_CSV).exists()
-    code = evaluate.main(
+    code = scoring_job.main(
         [*argv, "--output", str(tmp_path / "p"), "--direct_num_workers", "1", "--max-failed-fraction", "0.5"]
     )
     assert code == 0

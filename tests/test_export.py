@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 
 from schemas import features as F
 from tests.conftest import REPO_ROOT, make_dataset, train_job
-from trainer.data import dataset_files, load_layout
+from trainer import inputs
 from trainer.export import METADATA_NAME, LoadedExport, read_metadata
 
 
@@ -24,9 +24,9 @@ def _raw_records(raw_dir):
 
 
 def _dataset_rows(dataset):
-    layout, _ = load_layout(str(dataset))
+    layout, _ = inputs.load_layout(str(dataset))
     rows = []
-    for path in dataset_files(str(dataset), "parquet"):
+    for path in inputs.dataset_files(str(dataset), "parquet"):
         rows += layout.rows_from_table(pq.read_table(path))
     return rows
 
@@ -49,9 +49,8 @@ def test_raw_records_score_as_the_preprocessed_view(student_export, tiny_frame_d
     by_id = {vid.decode(): i for i, vid in enumerate(raw["video_id"])}
     rows = _dataset_rows(tiny_frame_dataset)
     assert len(by_id) == len(rows) == 40
-    from trainer.data import pad_frames
 
-    frames = {f: pad_frames([r[f].astype(np.float32) for r in rows], F.FEATURE_DIMS[f], np.float32)[0]
+    frames = {f: inputs.pad_frames([r[f].astype(np.float32) for r in rows], F.FEATURE_DIMS[f], np.float32)[0]
               for f in F.FRAME_FEATURES}  # fmt: skip
     lengths = np.array([len(r[F.RGB]) for r in rows])
     view = loaded.score_view(frames, lengths)
@@ -63,8 +62,8 @@ def test_raw_records_score_as_the_preprocessed_view(student_export, tiny_frame_d
     assert agree >= 0.95
 
     # Whole videos through the dense signature: the graph cuts the same view.
-    full = {f: pad_frames([r[F.full_view_column(f)].astype(np.float32) for r in rows], F.FEATURE_DIMS[f],
-                          np.float32)[0] for f in F.FRAME_FEATURES}  # fmt: skip
+    full = {f: inputs.pad_frames([r[F.full_view_column(f)].astype(np.float32) for r in rows],
+                                 F.FEATURE_DIMS[f], np.float32)[0] for f in F.FRAME_FEATURES}  # fmt: skip
     whole = loaded.score_frames(full, np.array([r[F.NUM_FRAMES] for r in rows]))
     np.testing.assert_allclose(whole["predictions"], view["predictions"], atol=1e-6)
 
@@ -95,7 +94,7 @@ def test_beam_run_inference_scores_raw_records_with_the_export(student_export, t
     from apache_beam.testing.test_pipeline import TestPipeline
     from apache_beam.testing.util import assert_that
 
-    from pipelines.inference import RawRecordModelHandler
+    from pipelines.scoring.inference import RawRecordModelHandler
 
     records = _raw_records(tiny_frame_dataset.parent / "raw")[:12]
     expected = LoadedExport(str(student_export)).score_examples(records)

@@ -5,7 +5,8 @@ import shutil
 
 import pytest
 
-from pipelines import evaluate, teacher_targets
+from pipelines import teacher_targets
+from pipelines.scoring import job as scoring_job
 from trainer.export import METADATA_NAME
 
 
@@ -24,7 +25,7 @@ def _edit_metadata(export_dir, **changes) -> None:
 
 def _evaluate_main(export_dir, dataset, output, capsys) -> tuple[int, list[str]]:
     capsys.readouterr()
-    code = evaluate.main(["--model", str(export_dir), "--input", str(dataset), "--output", str(output)])
+    code = scoring_job.main(["--model", str(export_dir), "--input", str(dataset), "--output", str(output)])
     return code, capsys.readouterr().err.strip().splitlines()
 
 

@@ -15,6 +15,8 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 
 from pipelines import preprocess
+from pipelines.datasets import ownership
+from pipelines.scoring import job as scoring_job
 from pipelines.synth import SynthConfig, generate
 from schemas import features as F
 from schemas.preprocessed import layout_from_arrow_schema
@@ -133,7 +135,6 @@ def test_preprocess_reads_and_writes_gs_paths(gcs, tmp_path):
 
 
 def test_overwrite_on_gs_deletes_a_crashed_runs_files_and_refuses_anyone_elses(gcs):
-    from pipelines import ownership
 
     bucket = gcs.bucket(BUCKET)
     output = f"gs://{BUCKET}/owned"
@@ -168,12 +169,11 @@ def test_missing_gs_input_is_a_clear_error(gcs):
 def test_evaluate_reads_raw_shards_and_writes_its_outputs_on_gs(gcs, student_export, tiny_frame_dataset):
     """The model is local (TF's SavedModel loader cannot reach an emulator); shards and
     every output are gs:// through Beam's FileSystems."""
-    from pipelines import evaluate
 
     bucket = gcs.bucket(BUCKET)
     for path in sorted((tiny_frame_dataset.parent / "raw").glob("train*.tfrecord")):
         bucket.blob(f"eval-raw/{path.name}").upload_from_filename(str(path))
-    summary = evaluate.run(["--model", str(student_export), "--input", f"gs://{BUCKET}/eval-raw/train*.tfrecord",
+    summary = scoring_job.run(["--model", str(student_export), "--input", f"gs://{BUCKET}/eval-raw/train*.tfrecord",
                             "--output", f"gs://{BUCKET}/eval-out", "--jsonl"])  # fmt: skip
     assert summary["num_videos"] == 40 and summary["balanced"]
     names = {blob.name for blob in bucket.list_blobs(prefix="eval-out/")}

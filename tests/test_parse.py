@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines.parse import INDEX_KEY, SOURCE_KEY, ParseConfig, RecordParser
+from pipelines.records.parse import INDEX_KEY, SOURCE_KEY, ParseConfig, RecordParser
 from schemas import features as F
 from schemas import raw
 from schemas.quantization import dequantize

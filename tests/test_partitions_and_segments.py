@@ -5,6 +5,7 @@ import pyarrow.parquet as pq
 import tensorflow as tf
 
 from pipelines import preprocess
+from pipelines.records import tfrecord_io
 from pipelines.synth import SynthConfig, VideoSynthesizer, generate
 from schemas import features as F
 from schemas.preprocessed import layout_from_arrow_schema
@@ -81,7 +82,6 @@ def test_segment_fields_are_detected_and_carried_through(tmp_path):
 
 
 def _write_shard(path, videos):
-    from pipelines import tfrecord_io
     from schemas import raw
     from tests.conftest import random_frames
 

@@ -15,9 +15,12 @@ import tensorflow as tf
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines import ownership, preprocess, tfrecord_io
-from pipelines.parse import ParseConfig
+from pipelines import preprocess
+from pipelines.datasets import ownership, write
+from pipelines.records import parse, tfrecord_io
+from pipelines.records.parse import ParseConfig
 from pipelines.runner import local_runner
+from pipelines.scoring import job as scoring_job
 from pipelines.synth import SynthConfig, generate
 from schemas import features as F
 from schemas import raw
@@ -471,7 +474,7 @@ def test_parse_and_validate_transform_splits_rows_and_failures():
     ]
     config = ParseConfig(F.FRAME_LEVEL, NUM_CLASSES, View.parse("every_n:2"), "float32")
     with BeamTestPipeline(runner=local_runner(beam.options.pipeline_options.PipelineOptions())) as p:
-        result = p | beam.Create(records) | preprocess.ParseAndValidate(config)
+        result = p | beam.Create(records) | parse.ParseAndValidate(config)
         assert_that(
             result.rows | "Ids" >> beam.Map(lambda r: (r[F.ID], r[F.FRAME_INDEX].tolist())),
             equal_to([("a", [0, 2])]),
@@ -553,17 +556,15 @@ def test_the_claims_recorded_before_a_run_own_every_sinks_temporary_files(tmp_pa
     from apache_beam.coders.coders import ToBytesCoder
     from apache_beam.io.filebasedsink import FileBasedSink
 
-    from pipelines import evaluate, write
-
     output = str(tmp_path / "out")
     sinks = {
-        preprocess.DATASET_CLAIMS: [
+        write.DATASET_CLAIMS: [
             write.shard_prefix(output, "parquet"),
             write.shard_prefix(output, "tfrecord"),
             f"{output}/errors/{preprocess.FAILURES_NAME}",
             f"{output}/errors/{preprocess.DUPLICATES_NAME}",
         ],
-        evaluate.EVALUATION_CLAIMS: [f"{output}/{name}" for name in ("failed", "predictions", "videos")],
+        scoring_job.EVALUATION_CLAIMS: [f"{output}/{name}" for name in ("failed", "predictions", "videos")],
     }
     for claims, prefixes in sinks.items():
         for prefix in prefixes:

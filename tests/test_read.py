@@ -2,7 +2,7 @@ from apache_beam.metrics.cells import DistributionData, DistributionResult
 from apache_beam.metrics.execution import MetricKey, MetricResult
 from apache_beam.metrics.metricbase import MetricName
 
-from pipelines import read
+from pipelines.records import read
 
 
 def _distribution(step: str, name: str, values: list[int]) -> MetricResult:

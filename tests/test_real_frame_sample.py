@@ -11,8 +11,11 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines import preprocess, realism, scoring
+from pipelines import preprocess
 from pipelines.runner import local_runner
+from pipelines.scoring import plan as scoring_plan
+from pipelines.scoring import read
+from pipelines.synthetic import realism
 from schemas import features as F
 from schemas.preprocessed import layout_from_arrow_schema
 from schemas.quantization import dequantize
@@ -111,7 +114,7 @@ def test_the_scoring_reader_reads_real_raw_shards(sample, records):
     }
     # Two shards (10 videos): a Beam pipeline's cost grows with the rows it checks.
     shards = [str(sample / name) for name in ("train0093.tfrecord", "train0111.tfrecord")]
-    plan = scoring._plan_raw("no-export", metadata, shards)
+    plan = scoring_plan._plan_raw("no-export", metadata, shards)
     import tensorflow as tf
 
     view = View.parse(VIEW)
@@ -132,7 +135,7 @@ def test_the_scoring_reader_reads_real_raw_shards(sample, records):
                 assert np.array_equal(np.asarray(row[feature]), expected[row[F.ID]][feature]), row[F.ID]
 
     with BeamTestPipeline(runner=local_runner(beam.options.pipeline_options.PipelineOptions())) as p:
-        out = p | scoring.ReadVideos(plan)
+        out = p | read.ReadVideos(plan)
         assert_that(out["rows"], check, label="RowsMatchTheRecords")
         assert_that(out["failed"], equal_to([]), label="NothingFailed")
 

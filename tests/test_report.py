@@ -5,8 +5,8 @@ import pathlib
 import numpy as np
 import pytest
 
-from pipelines import evaluation_outputs as out
-from pipelines import report
+from pipelines.scoring import outputs as out
+from pipelines.scoring import report
 from tests.evaluation_fixture import (
     data_values,
     inline_images,

@@ -10,7 +10,7 @@ import sys
 from absl import logging as absl_logging
 
 from pipelines.cli import SUBCOMMANDS
-from pipelines.startup import VERBOSE_ENV, quiet_startup
+from trainer.startup import VERBOSE_ENV, quiet_startup
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOISE = ("oneDNN custom operations", "absl::InitializeLog", "Could not find cuda drivers")

@@ -2,7 +2,7 @@
 
 import os
 
-from trainer.summaries import EpochScalars, tensorboard_callback
+from trainer.training.summaries import EpochScalars, tensorboard_callback
 
 
 def _scalars(run_dir):

@@ -443,7 +443,7 @@ def test_shards_left_by_an_earlier_larger_run_are_reported_not_deleted(tmp_path,
 
 
 # The real sample's statistics (../shared/data/README.md, measured on 143 real videos with
-# pipelines.realism's definition) and the tolerance: +-0.05 on each lag's mean
+# pipelines.synthetic.realism's definition) and the tolerance: +-0.05 on each lag's mean
 # cosine, a factor 1.3 on the within/between spread ratio.
 REAL_LAG_COSINES = {
     F.RGB: {1: 0.47, 2: 0.35, 5: 0.19, 10: 0.11, 20: 0.04},
@@ -453,7 +453,7 @@ REAL_SPREAD_RATIOS = {F.RGB: 0.751 / 0.232, F.AUDIO: 0.630 / 0.352}
 
 
 def _realism(config: synth.SynthConfig) -> dict:
-    from pipelines.realism import realism_statistics
+    from pipelines.synthetic.realism import realism_statistics
 
     synthesizer = synth.VideoSynthesizer(config)
     videos = (synthesizer.video(index) for index in range(config.videos))

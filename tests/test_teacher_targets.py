@@ -246,8 +246,8 @@ def test_train_from_targets_without_the_teacher_or_the_full_view(
 
 
 def test_train_refuses_targets_that_do_not_fit(targets, tiny_frame_dataset, tmp_path):
+    from trainer.config import UsageError
     from trainer.inputs import InputMismatch
-    from trainer.task import UsageError
 
     base = [
         "--job-dir",
@@ -275,7 +275,7 @@ def test_train_refuses_targets_that_do_not_fit(targets, tiny_frame_dataset, tmp_
 
 
 def test_train_refuses_targets_of_another_teacher(targets, tiny_frame_dataset, tmp_path):
-    from trainer.task import UsageError
+    from trainer.config import UsageError
 
     other = tmp_path / "other-teacher"
     train_job(["--train", str(tiny_frame_dataset), "--job-dir", str(other), "--mode", "teacher",

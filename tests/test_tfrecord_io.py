@@ -3,8 +3,8 @@ import io
 import pytest
 import tensorflow as tf
 
-from pipelines import tfrecord_io
-from pipelines.tfrecord_io import Damage, Record
+from pipelines.records import tfrecord_io
+from pipelines.records.tfrecord_io import Damage, Record
 
 
 def _frames(payloads):

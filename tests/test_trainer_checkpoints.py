@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from trainer.checkpoints import STATE_NAME, CheckpointManager, CheckpointUnreadable
+from trainer.training.checkpoints import STATE_NAME, CheckpointManager, CheckpointUnreadable
 
 
 def _model(value: float) -> keras.Model:

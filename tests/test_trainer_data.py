@@ -12,7 +12,7 @@ from pipelines.synth import SynthConfig, generate
 from schemas import features as F
 from schemas.preprocessed import layout_from_arrow_schema
 from tests.test_preprocessed_schema import _legacy_record_batch
-from trainer import data
+from trainer import inputs
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +44,8 @@ def dataset(tmp_path_factory):
 
 
 def test_parquet_and_tfrecord_readers_give_the_same_batches(dataset):
-    parquet = list(data.parquet_batches(str(dataset), batch_size=8))
-    tfrecord = list(data.tfrecord_dataset(str(dataset), batch_size=8))
+    parquet = list(inputs.parquet_batches(str(dataset), batch_size=8))
+    tfrecord = list(inputs.tfrecord_dataset(str(dataset), batch_size=8))
     assert len(parquet) == len(tfrecord) == 4
     by_id = {}
     for batch in parquet:
@@ -55,8 +55,8 @@ def test_parquet_and_tfrecord_readers_give_the_same_batches(dataset):
         for i, video_id in enumerate(batch[F.ID].numpy()):
             expected = by_id[video_id.decode()]
             for name in (F.RGB, F.AUDIO, F.full_view_column(F.RGB)):
-                length = int(batch[name + data.LENGTH_SUFFIX][i])
-                assert length == expected[name + data.LENGTH_SUFFIX]
+                length = int(batch[name + inputs.LENGTH_SUFFIX][i])
+                assert length == expected[name + inputs.LENGTH_SUFFIX]
                 assert np.array_equal(batch[name][i].numpy()[:length], expected[name][:length])
             assert batch[F.LABELS][i].numpy().tolist() == expected[F.LABELS].tolist()
 
@@ -70,26 +70,26 @@ def test_a_dataset_written_in_the_old_frames_encoding_gives_the_same_batches(dat
         legacy = pa.Table.from_batches([_legacy_record_batch(layout, layout.rows_from_table(table))])
         assert pa.types.is_list(legacy.schema.field(F.RGB).type)
         pq.write_table(legacy, path)
-    expected = list(data.parquet_batches(str(dataset), batch_size=8))
-    got = list(data.parquet_batches(str(old), batch_size=8))
+    expected = list(inputs.parquet_batches(str(dataset), batch_size=8))
+    got = list(inputs.parquet_batches(str(old), batch_size=8))
     assert len(got) == len(expected) == 4
     for got_batch, expected_batch in zip(got, expected, strict=True):
         assert got_batch[F.ID].tolist() == expected_batch[F.ID].tolist()
         for name in (F.RGB, F.AUDIO, F.full_view_column(F.RGB), F.full_view_column(F.AUDIO)):
             assert np.array_equal(got_batch[name], expected_batch[name]), name
             assert np.array_equal(
-                got_batch[name + data.LENGTH_SUFFIX], expected_batch[name + data.LENGTH_SUFFIX]
+                got_batch[name + inputs.LENGTH_SUFFIX], expected_batch[name + inputs.LENGTH_SUFFIX]
             )
 
 
 def test_padding_is_zero_and_lengths_match_the_view(dataset):
-    (first, *_) = data.parquet_batches(
+    (first, *_) = inputs.parquet_batches(
         str(dataset), batch_size=30, columns=[F.ID, F.RGB, F.NUM_FRAMES], pad_to=20
     )
-    assert set(first) == {F.ID, F.RGB, F.RGB + data.LENGTH_SUFFIX, F.NUM_FRAMES}
+    assert set(first) == {F.ID, F.RGB, F.RGB + inputs.LENGTH_SUFFIX, F.NUM_FRAMES}
     assert first[F.RGB].shape == (30, 20, 1024) and first[F.RGB].dtype == np.float16
     for frames, length, n in zip(
-        first[F.RGB], first[F.RGB + data.LENGTH_SUFFIX], first[F.NUM_FRAMES], strict=True
+        first[F.RGB], first[F.RGB + inputs.LENGTH_SUFFIX], first[F.NUM_FRAMES], strict=True
     ):
         assert length == min(len(range(0, n, 4)), 20)
         assert not frames[length:].any() and frames[:length].any()
@@ -97,6 +97,6 @@ def test_padding_is_zero_and_lengths_match_the_view(dataset):
 
 def test_readers_refuse_what_is_not_there(dataset, tmp_path):
     with pytest.raises(ValueError, match="not a fewframes dataset"):
-        next(data.parquet_batches(str(tmp_path), 4))
+        next(inputs.parquet_batches(str(tmp_path), 4))
     with pytest.raises(ValueError, match="no column"):
-        next(data.parquet_batches(str(dataset), 4, columns=[F.MEAN_RGB]))
+        next(inputs.parquet_batches(str(dataset), 4, columns=[F.MEAN_RGB]))

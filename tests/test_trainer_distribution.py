@@ -15,11 +15,11 @@ import pytest
 from schemas import features as F
 from schemas.views import View
 from tests.conftest import REPO_ROOT, make_dataset
-from trainer import distribution as D
+from trainer import inputs, task
 from trainer import inputs as I
-from trainer import task
-from trainer.checkpoints import STATE_NAME
 from trainer.labels import LabelSpace
+from trainer.training import distribution as D
+from trainer.training.checkpoints import STATE_NAME
 
 DEADLINE = 240  # seconds any one training process may take before the test fails it
 # The two-worker run reads other batches in another order than the one-worker run (each
@@ -71,7 +71,7 @@ def test_worker_shares_are_disjoint_and_cover_the_dataset(grouped_dataset, fmt, 
 
 def test_tfrecord_files_are_dealt_whole_when_each_worker_gets_its_part(grouped_dataset):
     plan = _plan(grouped_dataset)
-    counts = [D._count_records(f) for f in I.dataset_files(str(grouped_dataset), "tfrecord")]
+    counts = [D._count_records(f) for f in inputs.dataset_files(str(grouped_dataset), "tfrecord")]
     shares = D.shares(str(grouped_dataset), "tfrecord", 2)
     if min(counts) * 4 >= sum(counts):  # the writer balanced its two files
         assert [s.by for s in shares] == [D.BY_FILES] * 2

@@ -5,9 +5,9 @@ import pytest
 
 from schemas import features as F
 from schemas.views import View
+from trainer import inputs
 from trainer import inputs as I
 from trainer.config import ENTITIES, PARALLEL, SERIAL, STUDENT, TEACHER, VERTICALS
-from trainer.data import load_layout
 from trainer.labels import LabelSpace
 
 LABELS = LabelSpace.build(ENTITIES, 8, None)
@@ -162,5 +162,5 @@ def test_vertical_label_space_maps_entities_to_their_vertical(tmp_path, tiny_fra
     np.testing.assert_array_equal(space.multi_hot(labels), expected)
     ragged = tf.ragged.constant([[0, 2], [1], [], [0, 1]], dtype=tf.int64)
     np.testing.assert_array_equal(space.multi_hot_tf(ragged).numpy(), expected)
-    layout, _ = load_layout(str(tiny_frame_dataset))
+    layout, _ = inputs.load_layout(str(tiny_frame_dataset))
     assert layout.teacher_view

@@ -10,7 +10,8 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 from tests.test_gcs import BUCKET, gcs, gcs_server  # noqa: F401 (fixtures)
-from trainer import joblock, task
+from trainer import task
+from trainer.training import joblock
 
 HOLD = (
     "import sys, time; from trainer import joblock; joblock.acquire(sys.argv[1]); "

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import make_dataset
-from trainer import task
-from trainer.data import load_layout
+from trainer import inputs, task
 from trainer.export import LoadedExport
 from trainer.metrics import MetricsAccumulator
 
@@ -58,7 +57,7 @@ def trained(tmp_path_factory):
         name: LoadedExport(str(root / name / "export")).score_examples(records)["predictions"]
         for name in ("teacher", "student", "serial")
     }
-    _, manifest = load_layout(str(train))
+    _, manifest = inputs.load_layout(str(train))
     return predictions, _labels(records, CLASSES), manifest, teacher_summary
 
 

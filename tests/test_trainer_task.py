@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO_ROOT
-from trainer import task
-from trainer.checkpoints import STATE_NAME
+from trainer import inputs, task
+from trainer.training.checkpoints import STATE_NAME
 
 SMALL = ["--batch-size", "8", "--verbose", "0"]
 
@@ -183,7 +183,6 @@ def test_a_damaged_tfrecord_file_in_training_is_a_one_line_error_naming_it(
 # ----- export apart from training (JAX / PyTorch jobs) -----------------------------------
 def test_a_job_without_export_is_exported_later_from_its_weights(tmp_path, tiny_frame_dataset, capsys):
     from trainer.export import LoadedExport
-    from trainer.normalization import zscore_parameters
 
     job = tmp_path / "j"
     summary = _train(_command(tiny_frame_dataset, job, "--mode", "parallel", "--teacher", "mean-moe-small",
@@ -205,7 +204,7 @@ def test_a_job_without_export_is_exported_later_from_its_weights(tmp_path, tiny_
         assert export.metadata["role"] == role and export.metadata["weights_sha256"] == fingerprint
         # The export scores as the job's final weights do.
         manifest = json.loads((tiny_frame_dataset / "manifest.json").read_text())
-        zscore = zscore_parameters(str(tiny_frame_dataset), manifest)
+        zscore = inputs.zscore_parameters(str(tiny_frame_dataset), manifest)
         model = task.load_trained(str(job), config, role, zscore, width)
         mask = (np.arange(12)[None, :] < lengths[:, None]).astype(np.float32)
         expected = np.asarray(model({"frames": frames, "mask": mask}, training=False)["predictions"])

@@ -7,15 +7,17 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import preprocess, transform
+from pipelines import preprocess
+from pipelines.datasets import transform
 from pipelines.synth import SynthConfig, generate
 from schemas import features as F
+from schemas import normalization
 from schemas.preprocessed import TRANSFORM_DIR, layout_from_arrow_schema
 
 
 def test_l2_normalize_gives_unit_rows_and_leaves_zero_rows_finite():
     frames = np.array([[3.0, 4.0], [0.0, 0.0]], np.float32)
-    out = transform.l2_normalize(frames)
+    out = normalization.l2_normalize(frames)
     assert np.allclose(out[0], [0.6, 0.8]) and np.array_equal(out[1], [0.0, 0.0])
 
 
@@ -78,7 +80,7 @@ def test_analysis_equals_numpy_statistics_of_the_stored_frames(zscored):
     assert summary["normalization"]["zscore"] == "analyzed"
     table = pq.read_table(sorted((root / "train" / "parquet").glob("*.parquet")))
     rows = layout_from_arrow_schema(table.schema).rows_from_table(table)
-    frames = transform.l2_normalize(np.concatenate([transform.model_frames(r, False) for r in rows]))
+    frames = normalization.l2_normalize(np.concatenate([transform.model_frames(r, False) for r in rows]))
     mean, std = frames.mean(axis=0), frames.std(axis=0)  # biased, as TFT
     normalizer = transform.FrameNormalizer(str(root / "train" / TRANSFORM_DIR))
     got_mean, got_std = normalizer.zscore_parameters()

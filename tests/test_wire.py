@@ -1,10 +1,10 @@
-"""pipelines.wire: frame-level records read from their bytes, or left to TF."""
+"""pipelines.records.wire: frame-level records read from their bytes, or left to TF."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines import wire
+from pipelines.records import wire
 from schemas import features as F
 from schemas import raw
 from tests.conftest import bytes_feature, frame_list, random_frames, sequence_example

@@ -7,11 +7,12 @@ import sys
 import numpy as np
 import pytest
 
-from pipelines import preprocess, transform
+from pipelines import preprocess
+from pipelines.datasets import transform
 from schemas import zscore as Z
 from schemas.preprocessed import TRANSFORM_DIR
 from tests.conftest import REPO_ROOT
-from trainer.normalization import zscore_parameters
+from trainer import inputs
 
 CONSTANT_DIMS = (5, 700)  # exactly 0 in every video, so their variance is 0
 
@@ -72,7 +73,7 @@ def test_stored_parameters_reproduce_the_saved_models_output_with_a_constant_dim
     data = (dataset / TRANSFORM_DIR / Z.PARAMETERS_NAME).read_bytes()
     assert manifest["normalization"]["parameters_sha256"] == Z.sha256(data)
 
-    mean, scale = zscore_parameters(str(dataset), manifest)
+    mean, scale = inputs.zscore_parameters(str(dataset), manifest)
     assert mean.dtype == scale.dtype == np.float32 and mean.shape == scale.shape == (1152,)
     # A zero-variance dimension is divided by 1 (scale_to_z_score returns x - mean there).
     assert scale[list(CONSTANT_DIMS)].tolist() == [1.0, 1.0]
@@ -89,9 +90,9 @@ def test_a_dataset_without_the_arrays_gives_the_same_parameters_from_its_graph_u
 
     dataset = tmp_path / "legacy"
     shutil.copytree(constant_dim / "train", dataset)
-    expected = zscore_parameters(str(dataset), _manifest(dataset))
+    expected = inputs.zscore_parameters(str(dataset), _manifest(dataset))
     legacy = _make_legacy(dataset)
-    mean, scale = zscore_parameters(str(dataset), legacy)
+    mean, scale = inputs.zscore_parameters(str(dataset), legacy)
     assert all(np.array_equal(a, b) for a, b in zip((mean, scale), expected, strict=True))
     frames = np.random.default_rng(4).normal(size=(20, 1152)).astype(np.float32)
     by_saved_model = np.asarray(transform.FrameNormalizer(str(dataset / TRANSFORM_DIR))(frames))
@@ -110,7 +111,7 @@ def test_a_saved_model_that_writes_a_file_is_refused_and_never_run(constant_dim,
     with pytest.raises(
         Z.ZScoreError, match="not the z-score analysis fewframes writes.*preprocess the dataset"
     ):
-        zscore_parameters(str(dataset), legacy)
+        inputs.zscore_parameters(str(dataset), legacy)
     assert not victim.exists()
 
 
@@ -154,10 +155,10 @@ def test_changed_parameters_are_refused_by_their_checksum(constant_dim, tmp_path
 
     dataset = tmp_path / "changed"
     shutil.copytree(constant_dim / "train", dataset)
-    mean, scale = zscore_parameters(str(dataset), _manifest(dataset))
+    mean, scale = inputs.zscore_parameters(str(dataset), _manifest(dataset))
     (dataset / TRANSFORM_DIR / Z.PARAMETERS_NAME).write_bytes(Z.encode(mean + 1, scale))
     with pytest.raises(Z.ZScoreError, match="does not match the sha256 its manifest records"):
-        zscore_parameters(str(dataset), _manifest(dataset))
+        inputs.zscore_parameters(str(dataset), _manifest(dataset))
 
 
 @pytest.mark.parametrize(
@@ -176,7 +177,7 @@ def test_a_manifest_path_that_leaves_the_dataset_is_refused(constant_dim, key, p
         manifest["normalization"].pop("parameters")
     manifest["normalization"][key] = path
     with pytest.raises(Z.ZScoreError, match=f"normalization.{key} '{path}' leaves the dataset"):
-        zscore_parameters(str(constant_dim / "train"), manifest)
+        inputs.zscore_parameters(str(constant_dim / "train"), manifest)
 
 
 def test_transform_from_a_dataset_without_the_arrays_writes_them_from_its_graph(constant_dim, tmp_path):
@@ -184,7 +185,7 @@ def test_transform_from_a_dataset_without_the_arrays_writes_them_from_its_graph(
 
     source = tmp_path / "train"
     shutil.copytree(constant_dim / "train", source)
-    expected = zscore_parameters(str(source), _manifest(source))
+    expected = inputs.zscore_parameters(str(source), _manifest(source))
     _make_legacy(source)
     summary = _preprocess(constant_dim, "validate", "--transform-from", str(source), "--overwrite")
     normalization = summary["normalization"]
@@ -192,7 +193,7 @@ def test_transform_from_a_dataset_without_the_arrays_writes_them_from_its_graph(
     validate = constant_dim / "validate"
     data = (validate / TRANSFORM_DIR / Z.PARAMETERS_NAME).read_bytes()
     assert normalization["parameters_sha256"] == Z.sha256(data)
-    got = zscore_parameters(str(validate), _manifest(validate))
+    got = inputs.zscore_parameters(str(validate), _manifest(validate))
     assert all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True))
 
 
@@ -201,7 +202,7 @@ def test_transform_from_refuses_a_source_whose_arrays_do_not_match_its_manifest(
 
     source = tmp_path / "train"
     shutil.copytree(constant_dim / "train", source)
-    mean, scale = zscore_parameters(str(source), _manifest(source))
+    mean, scale = inputs.zscore_parameters(str(source), _manifest(source))
     (source / TRANSFORM_DIR / Z.PARAMETERS_NAME).write_bytes(Z.encode(mean, scale * 2))
     with pytest.raises(preprocess.UsageError, match="does not match its manifest's sha256"):
         _preprocess(constant_dim, "validate", "--transform-from", str(source), "--overwrite")
@@ -209,7 +210,7 @@ def test_transform_from_refuses_a_source_whose_arrays_do_not_match_its_manifest(
 
 def test_the_trainer_reads_the_parameters_without_importing_pipelines(constant_dim):
     code = (
-        "import sys, json; from trainer.normalization import zscore_parameters; "
+        "import sys, json; from trainer.models.normalization import zscore_parameters; "
         f"d = {str(constant_dim / 'train')!r}; "
         "m = json.load(open(d + '/manifest.json')); mean, scale = zscore_parameters(d, m); "
         "print(sorted(n for n in sys.modules if n.split('.')[0] in ('pipelines', 'tensorflow_transform')))"

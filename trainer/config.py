@@ -15,6 +15,12 @@ import os
 from schemas import features as F
 from schemas.views import View
 
+
+class UsageError(ValueError):
+    """A problem with the command line or its inputs, found before any work: every command
+    (the Beam jobs, the trainer, compare, demo) reports it in one line and exits 2."""
+
+
 TEACHER = "teacher"
 PARALLEL = "parallel"
 SERIAL = "serial"

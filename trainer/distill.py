@@ -34,7 +34,7 @@ from trainer.inputs import (
     TEACHER_MASK,
 )
 from trainer.models import ModelSpec, VideoClassifier
-from trainer.normalization import FrameNormalization
+from trainer.models.normalization import FrameNormalization
 
 # The YT8M starter's CrossEntropyLoss adds this to probabilities before the log.
 CE_EPSILON = 1e-5

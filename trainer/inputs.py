@@ -8,7 +8,7 @@ outputs instead of its frames: `teacher_predictions` `[B, C]` and
 `teacher_representation` `[B, R]`. Frames are the
 dataset's dequantized values with the selected features concatenated (rgb, then
 audio); the rest of the normalization chain runs inside the model
-(`trainer.normalization`). Video-level datasets give one "frame" per video.
+(`trainer.models.normalization`). Video-level datasets give one "frame" per video.
 
 Two readers build the same batches: tf.data over TFRecord and pyarrow -> numpy over
 Parquet (no TensorFlow). Distillation and teacher modes read the full view and cut the
@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import glob
+import json
 import re
 
 import numpy as np
@@ -30,12 +32,163 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas import features as F
-from schemas.preprocessed import PARQUET, TFRECORD, DatasetLayout
+from schemas.preprocessed import (
+    FRAMES,
+    INT,
+    MANIFEST_NAME,
+    PARQUET,
+    SHARD_PREFIX,
+    STRING,
+    TFRECORD,
+    VECTOR,
+    DatasetLayout,
+)
 from schemas.quantization import dequantize, dequantize_tf
 from schemas.views import ALL, View
 from trainer.config import PARALLEL, SERIAL, STUDENT, TEACHER
-from trainer.data import LENGTH_SUFFIX, dataset_files, load_layout, pad_frames
 from trainer.labels import LabelSpace
+
+
+def _read(storage, path: str, what: str) -> bytes:
+    from schemas.zscore import ZScoreError
+
+    try:
+        return storage.read_bytes(path)
+    except ValueError:  # RemoteStorageUnavailable says what to do
+        raise
+    except Exception as error:  # OSError locally, tf.errors.NotFoundError on gs://
+        raise ZScoreError(f"cannot read {what} {path}: {error}") from None
+
+
+def zscore_parameters(dataset_dir: str, manifest: dict) -> tuple[np.ndarray, np.ndarray] | None:
+    """(mean, scale) of the dataset's z-score, or None when it has none.
+
+    Read as data: the float32 arrays of `normalization.parameters` (checked against the
+    manifest's sha256), or for a dataset written before those existed, the constants of
+    its TFT SavedModel's GraphDef. Nothing from the dataset is executed. Paths in the
+    manifest are relative to the dataset and may not leave it. A problem: `ZScoreError`.
+    """
+    from schemas import zscore as Z
+    from trainer import storage
+
+    normalization = manifest.get("normalization") or {}
+    if normalization.get("zscore", "none") == "none":
+        return None
+    if "parameters" in normalization:
+        path = Z.dataset_path(dataset_dir, normalization["parameters"], "normalization.parameters")
+        data = _read(storage, path, "its z-score parameters")
+        expected = normalization.get("parameters_sha256")
+        if Z.sha256(data) != expected:
+            raise Z.ZScoreError(
+                f"{path} does not match the sha256 its manifest records ({expected}): the dataset's "
+                "z-score parameters were changed or damaged"
+            )
+        return Z.decode(data, path)
+    transform_dir = Z.dataset_path(
+        dataset_dir, normalization.get("transform_dir"), "normalization.transform_dir"
+    )
+    path = storage.join(transform_dir, "transform_fn", "saved_model.pb")
+    try:
+        return Z.parameters_from_saved_model(_read(storage, path, "its z-score analysis"), path)
+    except Z.ZScoreError as error:
+        raise Z.ZScoreError(
+            f"{error}; preprocess the dataset again (with --zscore, or --transform-from its training "
+            f"dataset) to store the parameters as {Z.PARAMETERS_NAME}"
+        ) from None
+
+
+LENGTH_SUFFIX = "_length"
+
+
+def tfrecord_dataset(dataset_dir: str, batch_size: int, pad_to: int | None = None):
+    """A tf.data pipeline over a dataset's TFRecord files: parsed, decoded, padded batches."""
+    import tensorflow as tf
+
+    layout, _ = load_layout(dataset_dir)
+    files = dataset_files(dataset_dir, TFRECORD)
+    compression = "GZIP" if files[0].endswith(".gz") else None
+
+    def parse(serialized):
+        parsed = layout.parse_tf_examples(serialized)
+        for column in layout.frame_columns():
+            frames = parsed[column.name]
+            parsed[column.name + LENGTH_SUFFIX] = tf.cast(frames.row_lengths(), tf.int32)
+            shape = None if pad_to is None else [None, pad_to, column.dim]
+            parsed[column.name] = frames.to_tensor(shape=shape)
+        return parsed
+
+    dataset = tf.data.TFRecordDataset(files, compression_type=compression)
+    return (
+        dataset.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def parquet_batches(dataset_dir: str, batch_size: int, columns=None, pad_to: int | None = None):
+    """Yield batches (dicts of numpy arrays) of a dataset's Parquet files, in file order.
+
+    Variable-length integer/float lists (labels, frame_index, segments) stay a list of
+    arrays per batch; scalars and vectors are stacked; frames are padded.
+    """
+    layout, _ = load_layout(dataset_dir)
+    wanted = layout.column_names if columns is None else list(columns)
+    unknown = sorted(set(wanted) - set(layout.column_names))
+    if unknown:
+        raise ValueError(
+            f"dataset has no column(s) {', '.join(unknown)}; it has {', '.join(layout.column_names)}"
+        )
+    selected = [c for c in layout.columns() if c.name in wanted]
+    for path in dataset_files(dataset_dir, PARQUET):
+        for record_batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=wanted):
+            rows = layout.rows_from_table(pa.Table.from_batches([record_batch]), wanted)
+            batch = {}
+            for column in selected:
+                values = [row[column.name] for row in rows]
+                if column.role == FRAMES:
+                    batch[column.name], batch[column.name + LENGTH_SUFFIX] = pad_frames(
+                        values, column.dim, np.dtype(layout.frame_dtype), pad_to
+                    )
+                elif column.role in (STRING, INT, VECTOR):
+                    batch[column.name] = np.asarray(values)
+                else:
+                    batch[column.name] = values
+            yield batch
+
+
+def pad_frames(videos: list[np.ndarray], dim: int, dtype, pad_to: int | None = None):
+    """Stack variable-length videos into `[B, T, D]` zeros-padded, with their lengths."""
+    lengths = np.array([len(v) for v in videos], dtype=np.int32)
+    width = pad_to if pad_to is not None else int(lengths.max(initial=0))
+    out = np.zeros((len(videos), width, dim), dtype=dtype)
+    for i, frames in enumerate(videos):
+        out[i, : min(len(frames), width)] = frames[:width]
+    return out, np.minimum(lengths, width)
+
+
+def dataset_files(dataset_dir: str, fmt: str) -> list[str]:
+    from trainer import storage
+
+    pattern = storage.join(dataset_dir, fmt, SHARD_PREFIX + "-*")
+    if storage.is_remote(pattern):
+        import tensorflow as tf
+
+        files = sorted(tf.io.gfile.glob(pattern))
+    else:
+        files = sorted(glob.glob(pattern))
+    if not files:
+        raise ValueError(f"{dataset_dir} has no {fmt} files (looked for {pattern})")
+    return files
+
+
+def load_layout(dataset_dir: str) -> tuple[DatasetLayout, dict]:
+    """The dataset's layout and manifest; a clear error when it is not a dataset."""
+    from trainer import storage
+
+    path = storage.join(dataset_dir, MANIFEST_NAME)
+    if not storage.exists(path):
+        raise ValueError(f"{dataset_dir} is not a fewframes dataset (no {MANIFEST_NAME})")
+    manifest = json.loads(storage.read_text(path))
+    return DatasetLayout.from_dict(manifest["schema"]), manifest
+
 
 TEACHER_FRAMES, TEACHER_MASK = "teacher_frames", "teacher_mask"
 STUDENT_FRAMES, STUDENT_MASK = "student_frames", "student_mask"
@@ -233,7 +386,7 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 def _ordered_files(plan: InputPlan, fmt: str, shuffle: bool, seed: int, epoch: int, share=None) -> list[str]:
     """The files to read, in the epoch's order: all of them, or a worker's `share`'s
-    (`trainer.distribution.Share`)."""
+    (`trainer.training.distribution.Share`)."""
     files = list(share.files) if share is not None else dataset_files(plan.dataset_dir, fmt)
     if shuffle:
         files = [files[i] for i in np.random.default_rng(_epoch_seed(seed, epoch)).permutation(len(files))]
@@ -298,7 +451,7 @@ def numpy_batches(
 ):
     """Yield `(x, y)` numpy batches read from Parquet (pyarrow only, no TensorFlow).
 
-    `share` (a `trainer.distribution.Share`): read only that worker's files or row groups.
+    `share` (a `trainer.training.distribution.Share`): read only that worker's files or row groups.
 
     `workers` > 0 reads and decompresses the next Parquet row groups, and assembles
     batches, on background threads (pyarrow and numpy work that releases the GIL), up

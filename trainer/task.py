@@ -4,7 +4,7 @@ The job dir holds `config.json` (the resolved configuration), `checkpoints/`,
 `logs/` (TensorBoard), `weights/` (final weights of each trained model), `export/`
 (the SavedModel the job produced: the student, or the teacher in `teacher` mode;
 `parallel` also writes `export_teacher/`), `summary.json`, and while a training runs
-`train.lock` (`trainer.joblock`: one training per job dir). The same command resumes a
+`train.lock` (`trainer.training.joblock`: one training per job dir). The same command resumes a
 preempted job from its last checkpoint.
 
 The export is a TensorFlow SavedModel, so only a job on the TensorFlow backend writes
@@ -24,8 +24,9 @@ import os
 import sys
 import time
 
+from schemas import features
 from schemas import features as F
-from trainer import joblock, storage
+from trainer import inputs, storage
 from trainer.config import (
     CONFIG_NAME,
     LABEL_SPACES,
@@ -38,8 +39,10 @@ from trainer.config import (
     LossConfig,
     ModelChoice,
     TrainConfig,
+    UsageError,
 )
-from trainer.distribution import PeerLost
+from trainer.training import joblock
+from trainer.training.distribution import PeerLost
 
 LOG = logging.getLogger("fewframes.train")
 EXIT_PREEMPTED = 143  # 128 + SIGTERM: the job was asked to stop and saved where it was
@@ -49,10 +52,6 @@ WEIGHTS_DIR = "weights"
 EXPORT_DIR = "export"
 TEACHER_EXPORT_DIR = "export_teacher"
 SUMMARY_NAME = "summary.json"
-
-
-class UsageError(ValueError):
-    """A problem with the command line or its inputs, reported in one line."""
 
 
 # ----- command line ---------------------------------------------------------------------
@@ -223,10 +222,10 @@ def config_from_args(args, environ) -> tuple[TrainConfig, str]:
 
 
 # ----- distribution ---------------------------------------------------------------------
-# The strategy, the workers' shares of the data and the distributed step: trainer.distribution.
+# The strategy, the workers' shares of the data and the distributed step: trainer.training.distribution.
 def cluster_role(environ) -> tuple[bool, int]:
     """(is chief, number of workers) from TF_CONFIG, as Vertex AI and TF-on-k8s set it."""
-    from trainer.distribution import cluster_from_environ
+    from trainer.training.distribution import cluster_from_environ
 
     cluster = cluster_from_environ(environ)
     return cluster.chief, cluster.workers
@@ -254,7 +253,7 @@ def _gpu_visible() -> bool:
 # ----- the job --------------------------------------------------------------------------
 def _holding_job_lock(train_function):
     """Run `train_function(config, checkpoint_dir, environ, ...)` holding the job dir's lock
-    (the chief only; `trainer.joblock`), released at its end, also on errors."""
+    (the chief only; `trainer.training.joblock`), released at its end, also on errors."""
 
     @functools.wraps(train_function)
     def locked(config: TrainConfig, checkpoint_dir: str, environ=None, *args, **kwargs):
@@ -280,7 +279,7 @@ def _naming_damaged_records(train_function):
             from trainer import inputs as I
 
             for dataset in (config.train, config.eval):
-                if dataset and "tfrecord" in I.load_layout(dataset)[1].get("formats", []):
+                if dataset and "tfrecord" in inputs.load_layout(dataset)[1].get("formats", []):
                     damaged = I.damaged_tfrecord(dataset)
                     if damaged is not None:
                         raise damaged from error
@@ -309,17 +308,17 @@ def train(
     threads read Parquet batches ahead (None: min(4, CPUs)); the batches do not depend
     on it, so it is not part of the job's configuration. `callbacks`: more Keras callbacks
     for each epoch's `fit`, after the job's own. `cpu_devices` and `collective_timeout`:
-    see `trainer.distribution.create`.
+    see `trainer.training.distribution.create`.
     """
     import keras
 
     from trainer import distribution as D
     from trainer import inputs as I
-    from trainer.checkpoints import CheckpointCallback, CheckpointManager, StopRequest
     from trainer.distill import DistillationModel, FramesClassifier
-    from trainer.evaluation import EvalCallback
-    from trainer.normalization import feature_dim, zscore_parameters
-    from trainer.summaries import tensorboard_callback
+    from trainer.models.normalization import feature_dim, zscore_parameters
+    from trainer.training.checkpoints import CheckpointCallback, CheckpointManager, StopRequest
+    from trainer.training.evaluation import EvalCallback
+    from trainer.training.summaries import tensorboard_callback
 
     environ = os.environ if environ is None else environ
     started = time.time()
@@ -671,7 +670,6 @@ def _export_skipped(export: bool, backend: str) -> str | None:
 def _save_final_weights(config: TrainConfig, model, label_space) -> dict:
     """Final weights of each trained model, with what rebuilding it needs; chief only."""
     from trainer.export import weights_fingerprint
-    from trainer.normalization import feature_dim
 
     trained = {role: getattr(model, role) for role in _trained_roles(config.mode)}
     for role, classifier in trained.items():
@@ -681,7 +679,7 @@ def _save_final_weights(config: TrainConfig, model, label_space) -> dict:
             json.dumps(
                 {
                     "label_space": label_space.to_dict(),
-                    "input_dim": feature_dim(config.features),
+                    "input_dim": features.feature_dim(config.features),
                     "weights_sha256": weights_fingerprint(classifier),
                 }
             ),
@@ -748,9 +746,6 @@ def export_job(job_dir: str) -> dict:
     """
     import keras
 
-    from trainer import inputs as I
-    from trainer.normalization import zscore_parameters
-
     backend = keras.backend.backend()
     if backend != "tensorflow":
         raise UsageError(
@@ -769,10 +764,10 @@ def export_job(job_dir: str) -> dict:
             f"--job-dir {job_dir} has no final weights of its {' and '.join(unfinished)} "
             f"({WEIGHTS_DIR}/<role>.weights.h5): the job has not finished training"
         )
-    _, manifest = I.load_layout(config.train)
+    _, manifest = inputs.load_layout(config.train)
     label_space = _label_space(config, manifest)
     plan = _train_plan(config, label_space)
-    zscore = zscore_parameters(plan.dataset_dir, plan.manifest)
+    zscore = inputs.zscore_parameters(plan.dataset_dir, plan.manifest)
     widths = _model_widths(plan, config.student_view)
     trained = {role: load_trained(job_dir, config, role, zscore, widths[role]) for role in roles}
     exports = _export(config, trained, plan, label_space, job_dir)
@@ -844,6 +839,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from pipelines.startup import quiet_startup
+    from trainer.startup import quiet_startup
 
     sys.exit(main(quiet_startup(sys.argv[1:])))

@@ -25,13 +25,12 @@ import math
 import keras
 from keras import ops
 
+from schemas.normalization import L2_EPSILON
 from trainer.models import registry
 from trainer.models.heads import PACKAGE, ContextGating
 
 ACTIVATIONS = ("relu6", "relu", "linear")
 POOLINGS = ("max", "mean")
-# tf.nn.l2_normalize's epsilon; the norm is taken in float32 so that it survives float16.
-L2_EPSILON = 1e-12
 
 
 # ----- masking helpers ------------------------------------------------------------------
@@ -58,7 +57,8 @@ def masked_max(values, valid):
 
 
 def l2_normalize(x, axis=-1):
-    """tf.nn.l2_normalize in keras.ops, computed in float32 and returned in x's dtype."""
+    """tf.nn.l2_normalize in keras.ops, computed in float32 (so that the norm survives
+    float16) and returned in x's dtype."""
     x32 = ops.cast(x, "float32")
     squared = ops.sum(x32 * x32, axis=axis, keepdims=True)
     return ops.cast(x32 * ops.rsqrt(ops.maximum(squared, L2_EPSILON)), x.dtype)

@@ -8,7 +8,7 @@ letter with their reason) -> RunInference with the export, batched, loaded once 
 worker -> one compact record per video (top-k entries; never the C scores) -> metrics
 by a combiner that merges partial results across workers -> `metrics.json`,
 `per_class.csv`, `videos.parquet`, `predictions.csv` (Kaggle format), `failed-*.jsonl`,
-`report.html` (see `pipelines.evaluation_outputs`). Rated 2019 segments, when the input
+`report.html` (see `pipelines.scoring.outputs`). Rated 2019 segments, when the input
 has them, are scored on their own frames and give segment mAP@100000.
 
 `predict` (`pipelines.predict`) is this job without labels or metrics.
@@ -31,8 +31,13 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
-from pipelines import evaluation_outputs as out
-from pipelines import failures, manifest, ownership, runner, scoring
+from pipelines import runner
+from pipelines.datasets import manifest, ownership
+from pipelines.records import failures
+from pipelines.runner import UsageError
+from pipelines.scoring import inference, read
+from pipelines.scoring import outputs as out
+from pipelines.scoring import plan as scoring_plan
 from trainer.labels import Vocabulary
 from trainer.metrics import DEFAULT_TOP_K, MetricsAccumulator, ScoredVideos
 
@@ -50,10 +55,6 @@ OUTPUT_ENTRIES = (
     "summary.json",
 )
 PREDICTIONS_HEADER = "VideoId,LabelConfidencePairs"
-
-
-class UsageError(ValueError):
-    """A problem with the command line or its inputs, found before any work."""
 
 
 # ----- combiners ------------------------------------------------------------------------------
@@ -350,17 +351,17 @@ EVALUATION_CLAIMS = ownership.Claims(
 
 def prepare_output(output: str, overwrite: bool) -> None:
     """Refuse an output holding files; with `overwrite`, delete an earlier run's files only
-    (`pipelines.ownership`), then record what this run may write."""
+    (`pipelines.datasets.ownership`), then record what this run may write."""
     ownership.claim(
         output, overwrite, EVALUATION_CLAIMS, "no evaluation wrote", "choose another --output", UsageError
     )
 
 
 # ----- the pipeline -----------------------------------------------------------------------------
-def build_pipeline(pipeline, args, plan: scoring.ScoringPlan, names: ClassNames) -> None:
+def build_pipeline(pipeline, args, plan: scoring_plan.ScoringPlan, names: ClassNames) -> None:
     output = args.output.rstrip("/")
-    videos = pipeline | "ReadVideos" >> scoring.ReadVideos(plan, args.parse_batch_size)
-    scored = videos["rows"] | "ScoreVideos" >> scoring.ScoreVideos(
+    videos = pipeline | "ReadVideos" >> read.ReadVideos(plan, args.parse_batch_size)
+    scored = videos["rows"] | "ScoreVideos" >> inference.ScoreVideos(
         # Fixed-size batches: adaptive batching starts at 1 video, and TF's per-call
         # overhead then dominates (measured with benchmarks/evaluate.py).
         plan,
@@ -420,7 +421,7 @@ def build_pipeline(pipeline, args, plan: scoring.ScoringPlan, names: ClassNames)
         if plan.segments:
             side["segments"] = beam.pvalue.AsSingleton(
                 videos["rows"]
-                | "ScoreSegments" >> scoring.ScoreSegments(plan, args.batch_size)
+                | "ScoreSegments" >> inference.ScoreSegments(plan, args.batch_size)
                 | "SegmentMap" >> beam.CombineGlobally(SegmentMapFn(args.segment_k))
             )
     side["completed"] = beam.pvalue.AsList(completed | "AllOtherOutputs" >> beam.Flatten())
@@ -491,8 +492,8 @@ def run(argv=None, test_pipeline=None, labels: bool = True, prog: str = "fewfram
     options = PipelineOptions(beam_args)
     options.view_as(SetupOptions).save_main_session = False
     try:
-        plan = scoring.plan_scoring(args.model, args.input)
-    except scoring.ScoringError as error:
+        plan = scoring_plan.plan_scoring(args.model, args.input)
+    except scoring_plan.ScoringError as error:
         raise UsageError(str(error)) from None
     vocabulary = read_vocabulary(args.vocabulary, plan.metadata)
     names = ClassNames(plan.metadata, vocabulary)
@@ -526,7 +527,7 @@ def run(argv=None, test_pipeline=None, labels: bool = True, prog: str = "fewfram
     summary["timing"]["wall_seconds"] = round(wall, 3)
     out.write_bytes(path, json.dumps(summary, indent=2, sort_keys=True).encode(), "application/json")
     if labels and not args.no_report and summary["num_videos"]:
-        from pipelines.report import write_evaluation_report
+        from pipelines.scoring.report import write_evaluation_report
 
         write_evaluation_report(args.output.rstrip("/"))
     ownership.commit(args.output, EVALUATION_CLAIMS)
@@ -554,18 +555,13 @@ def format_summary(summary: dict) -> str:
 
 
 def main(argv=None, labels: bool = True, prog: str = "fewframes evaluate") -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("pipelines").setLevel(logging.INFO)
-    try:
-        summary = run(argv, labels=labels, prog=prog)
-    except UsageError as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 2
-    print(format_summary(summary))
-    return runner.exit_code(prog, summary)
+    def run_job(argv):
+        return run(argv, labels=labels, prog=prog)
+
+    return runner.job_main(prog, run_job, lambda summary, _seconds: format_summary(summary), argv)
 
 
 if __name__ == "__main__":
-    from pipelines.startup import quiet_startup
+    from trainer.startup import quiet_startup
 
     sys.exit(main(quiet_startup(sys.argv[1:])))

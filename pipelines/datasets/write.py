@@ -13,8 +13,56 @@ from apache_beam.io import filebasedsink
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.iobase import Write
 
-from pipelines.coders import VideoRow, row_nbytes
-from schemas.preprocessed import PARQUET, SHARD_PREFIX, TFRECORD, DatasetLayout
+from pipelines.datasets import ownership, transform
+from pipelines.records.coders import VideoRow, row_nbytes
+from pipelines.runner import UsageError
+from schemas.preprocessed import (
+    DUPLICATES_NAME,
+    ERRORS_DIR,
+    FAILURES_NAME,
+    FORMATS,
+    MANIFEST_NAME,
+    PARQUET,
+    SHARD_PREFIX,
+    TFRECORD,
+    TRANSFORM_DIR,
+    DatasetLayout,
+)
+
+
+def prepare_output(output: str, overwrite: bool) -> None:
+    """Refuse a non-empty output; with `overwrite`, delete the old dataset's files only
+    (`pipelines.datasets.ownership`), then record what this run may write."""
+    ownership.claim(
+        output,
+        overwrite,
+        DATASET_CLAIMS,
+        "are not part of a fewframes dataset",
+        "--overwrite only replaces a dataset, so choose another --output",
+        UsageError,
+    )
+
+
+DATASET_CLAIMS = ownership.Claims(
+    "dataset",
+    files=(MANIFEST_NAME,),
+    shards=(
+        (f"{PARQUET}/{SHARD_PREFIX}", ".parquet"),
+        (f"{TFRECORD}/{SHARD_PREFIX}", ".tfrecord"),
+        (f"{TFRECORD}/{SHARD_PREFIX}", ".tfrecord.gz"),
+        *((f"{ERRORS_DIR}/{name}", ".jsonl") for name in (FAILURES_NAME, DUPLICATES_NAME)),
+    ),
+    trees=(
+        # Beam's sinks write into beam-temp-PREFIX-UUID/ beside their shards, then rename.
+        *(f"{fmt}/beam-temp-{SHARD_PREFIX}-" for fmt in FORMATS),
+        *(f"{ERRORS_DIR}/beam-temp-{name}-" for name in (FAILURES_NAME, DUPLICATES_NAME)),
+        # TFT's WriteTransformFn (or --transform-from's copy of one) fills these.
+        *(
+            f"{TRANSFORM_DIR}/{d}/"
+            for d in (transform.TRANSFORM_FN_DIR, "transformed_metadata", "transform_tmp")
+        ),
+    ),
+)  # every file a dataset job (preprocess, teacher-targets) may write under its output
 
 PARQUET_CODECS = ("zstd", "snappy", "gzip", "none")
 TFRECORD_CODECS = ("none", "gzip")

@@ -1,7 +1,7 @@
 """Self-contained HTML reports: one evaluation run, and a comparison of runs.
 
 `write_evaluation_report(output_dir)` reads an evaluation output directory
-(`pipelines.evaluation_outputs`) and writes `report.html` beside its files: headline
+(`pipelines.scoring.outputs`) and writes `report.html` beside its files: headline
 metrics with their conventions, the model's and input's identity, the precision-recall
 curve of the pooled top-k entries (GAP's ranking), AP by vertical, AP against
 positives, and the worst and best classes. `write_comparison_report(output_dir,
@@ -32,7 +32,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from pipelines import evaluation_outputs as out
+from pipelines.scoring import outputs as out
 
 COMPARISON_REPORT_FILE = out.REPORT_FILE
 CLASSES_SHOWN = 10  # worst and best classes, each

@@ -24,18 +24,11 @@ import numpy as np
 import pyarrow as pa
 
 from schemas import features as F
+from schemas import normalization
 
 FRAME = "frame"  # rgb || audio of one frame, l2-normalised
 FRAME_DIM = sum(F.FEATURE_DIMS[f] for f in F.FRAME_FEATURES)
 TRANSFORM_FN_DIR = "transform_fn"
-L2_EPSILON = 1e-12  # as tf.nn.l2_normalize: x / sqrt(max(sum(x^2), epsilon))
-
-
-def l2_normalize(frames: np.ndarray) -> np.ndarray:
-    """Each row scaled to unit length, in float32 (the starter models' input step)."""
-    frames = np.asarray(frames, dtype=np.float32)
-    norms = np.sqrt(np.maximum(np.sum(frames * frames, axis=-1, keepdims=True), np.float32(L2_EPSILON)))
-    return frames / norms
 
 
 def model_frames(row: dict, teacher_view: bool) -> np.ndarray:
@@ -59,7 +52,7 @@ def _arrow_schema() -> pa.Schema:
 
 def frames_record_batch(rows: list[dict], teacher_view: bool) -> pa.RecordBatch:
     """One TFT instance per frame: an Arrow batch of l2-normalised frames."""
-    frames = l2_normalize(np.concatenate([model_frames(row, teacher_view) for row in rows]))
+    frames = normalization.l2_normalize(np.concatenate([model_frames(row, teacher_view) for row in rows]))
     offsets = np.arange(0, frames.size + 1, FRAME_DIM, dtype=np.int32)
     column = pa.ListArray.from_arrays(pa.array(offsets), pa.array(frames.reshape(-1)))
     return pa.RecordBatch.from_arrays([column], schema=_arrow_schema())

@@ -37,6 +37,8 @@ import json
 
 import numpy as np
 
+from trainer import inputs
+
 ENV_CPU_DEVICES = "FEWFRAMES_CPU_DEVICES"
 DEFAULT = "default"
 MIRRORED = "MirroredStrategy"
@@ -214,9 +216,8 @@ def shares(dataset_dir: str, fmt: str, workers: int) -> list[Share]:
     worker computes every share the same way, so all agree on the steps per epoch.
     """
     from schemas.preprocessed import PARQUET
-    from trainer.data import dataset_files
 
-    files = dataset_files(dataset_dir, fmt)
+    files = inputs.dataset_files(dataset_dir, fmt)
     if fmt == PARQUET:
         import pyarrow.parquet as pq
 

@@ -20,8 +20,8 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from pipelines import wire
-from pipelines.tfrecord_io import Record, iter_frames
+from pipelines.records import wire
+from pipelines.records.tfrecord_io import Record, iter_frames
 from schemas import features as F
 from schemas.quantization import dequantize
 
@@ -31,7 +31,7 @@ LAGS = (1, 2, 5, 10, 20)
 def read_frames(paths: Iterable[str]) -> Iterator[dict[str, np.ndarray]]:
     """Each frame-level record's uint8 frames {rgb: [T, 1024], audio: [T, 128]}, in file order.
 
-    Canonical records are sliced by `pipelines.wire` (the preprocessing's fast reader);
+    Canonical records are sliced by `pipelines.records.wire` (the preprocessing's fast reader);
     any other record is parsed by TensorFlow.
     """
     for path in paths:

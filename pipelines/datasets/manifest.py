@@ -14,7 +14,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import runner
-from pipelines.parse import DUPLICATE_LABELS_KEY, RATED_SEGMENTS_READ_KEY
+from pipelines.records.parse import DUPLICATE_LABELS_KEY, RATED_SEGMENTS_READ_KEY
 from schemas import features as F
 
 FRAME_HISTOGRAM_EDGES = [0, 30, 60, 90, 120, 150, 180, 210, 240, 270, 300, 301]

@@ -10,10 +10,10 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from pipelines import failures
-from pipelines.tfrecord_io import Damage, iter_frames
+from pipelines.records import failures
+from pipelines.records.tfrecord_io import Damage, iter_frames
 
-_LOG = logging.getLogger("pipelines.read")  # not "__main__" under `python -m`
+_LOG = logging.getLogger("pipelines.records.read")  # not "__main__" under `python -m`
 METRICS_NAMESPACE = "read"
 # Distributions of wall-clock milliseconds; `reading_span` merges them.
 OPENED_AT_MS = "shard_opened_at_ms"

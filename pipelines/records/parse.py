@@ -1,6 +1,6 @@
 """Parsing and validating raw YouTube-8M records in batches with TF ops.
 
-A frame-level batch whose records are all laid out canonically (`pipelines.wire`; every
+A frame-level batch whose records are all laid out canonically (`pipelines.records.wire`; every
 standard writer's output) is read with numpy: the kept frames are sliced out of the
 record bytes and only the small contexts go through one `tf.io.parse_example` call.
 Any other batch is parsed by one traced `tf.io.parse_sequence_example` graph, which
@@ -16,13 +16,65 @@ from __future__ import annotations
 import dataclasses
 import re
 
+import apache_beam as beam
 import numpy as np
 
-from pipelines import failures, wire
+from pipelines.records import failures, wire
+from pipelines.records.coders import VideoRow
 from schemas import features as F
 from schemas import raw
 from schemas.quantization import store_frames
 from schemas.views import View
+
+
+class ParseAndValidate(beam.PTransform):
+    """Raw `(source, index, offset, bytes)` records -> dataset rows, plus `failed`."""
+
+    def __init__(self, config: ParseConfig, max_batch_size: int = 64):
+        super().__init__()
+        self._config, self._max_batch_size = config, max_batch_size
+
+    def expand(self, records):
+        return (
+            records
+            # A fixed size: adaptive batching starts at 1 record, and TF's per-call
+            # overhead then dominates small inputs.
+            | "BatchRecords"
+            >> beam.BatchElements(min_batch_size=self._max_batch_size, max_batch_size=self._max_batch_size)
+            | "ParseBatches"
+            >> beam.ParDo(_ParseBatches(self._config))
+            .with_output_types(VideoRow)
+            .with_outputs(failures.FAILED, main="rows")
+        )
+
+
+# ----- transforms ---------------------------------------------------------------------
+class _ParseBatches(beam.DoFn):
+    def __init__(self, config: ParseConfig):
+        self._config = config
+        self._parser = None
+        self._rows = beam.metrics.Metrics.counter("parse", "rows")
+        self._failed = beam.metrics.Metrics.counter("parse", "failed")
+        # Frame-level batches read from their bytes (`pipelines.records.wire`) or by the TF graph.
+        self._canonical = beam.metrics.Metrics.counter("parse", "canonical_batches")
+        self._graph = beam.metrics.Metrics.counter("parse", "graph_batches")
+
+    def setup(self):
+        self._parser = RecordParser(self._config)
+
+    def process(self, batch):
+        parser = self._parser
+        canonical, graph = parser.canonical_batches, parser.graph_batches
+        rows, failed = parser.parse_batch(batch)
+        self._rows.inc(len(rows))
+        self._failed.inc(len(failed))
+        self._canonical.inc(parser.canonical_batches - canonical)
+        self._graph.inc(parser.graph_batches - graph)
+        for row in rows:
+            yield VideoRow(row)
+        for record in failed:
+            yield beam.pvalue.TaggedOutput(failures.FAILED, record)
+
 
 SOURCE_KEY = "_source"  # where a row came from; used for duplicates, never written
 INDEX_KEY = "_index"
@@ -353,7 +405,7 @@ class RecordParser:
         return tf.function(parse, autograph=False, input_signature=[tf.TensorSpec([None], tf.string)])
 
     def _read_canonical(self, records) -> dict | None:
-        """The frame graph's outputs for a batch read by `pipelines.wire`, or None when a
+        """The frame graph's outputs for a batch read by `pipelines.records.wire`, or None when a
         record is not canonical or a context does not parse: then the graph reads the
         batch, and its errors and validation say what is wrong."""
         tf = self._tf
