@@ -34,7 +34,7 @@ import sys
 import time
 
 from pipelines.runner import UsageError
-from pipelines.scoring import job as scoring_job
+from pipelines import evaluate
 
 VIEW = "every_n:10"
 SEED = 7
@@ -277,8 +277,8 @@ class Demo:
         done = os.path.exists(os.path.join(output, "metrics.json"))
         self.announce(f"evaluate {name} (Beam) on the raw validate shards", done)
         if not done:
-            summary = scoring_job.run(self.evaluate_argv(job, output, inputs, extra))
-            print("      " + scoring_job.format_summary(summary).replace("\n", "\n      "))
+            summary = evaluate.run(self.evaluate_argv(job, output, inputs, extra))
+            print("      " + evaluate.format_summary(summary).replace("\n", "\n      "))
         return output
 
     def run(self) -> int:

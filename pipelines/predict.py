@@ -3,7 +3,7 @@
     python -m pipelines.predict --model JOB_DIR_OR_EXPORT --input 'gs://b/test*.tfrecord' \
         --output gs://b/predictions [--jsonl --vocabulary vocabulary.csv] [Beam pipeline options]
 
-The evaluation job without metrics (`pipelines.evaluate`): the same reading,
+The evaluation job without metrics (`pipelines.scoring.job`, as `pipelines.evaluate`): the same reading,
 validation, dead letters and RunInference; writes `predictions.csv` (Kaggle format),
 optionally `predictions.jsonl`, `failed-*.jsonl` and `summary.json` (counts, frames
 read, model time, model and input identity).

@@ -7,6 +7,7 @@ from apache_beam.runners.dataflow.dataflow_runner import DataflowRunner
 
 from pipelines import preprocess
 from pipelines.scoring import job as scoring_job
+from pipelines.scoring import outputs
 from pipelines.scoring import plan as scoring_plan
 from schemas.preprocessed import DatasetLayout
 
@@ -94,7 +95,7 @@ def test_evaluate_translates_to_a_dataflow_job_with_our_container(student_export
         ),
     )
     pipeline = beam.Pipeline(runner=DataflowRunner(), options=PipelineOptions(beam_args))
-    scoring_job.build_pipeline(pipeline, args, plan, scoring_job.ClassNames(metadata, None))
+    scoring_job.build_pipeline(pipeline, args, plan, outputs.ClassNames(metadata, None))
 
     result = pipeline.run()  # --dry_run: translated, not submitted
 

@@ -4,6 +4,7 @@ import json
 
 from pipelines import cli
 from pipelines.scoring import job as scoring_job
+from pipelines.scoring import outputs
 
 
 def test_demo_runs_end_to_end_resumes_and_distillation_beats_the_plain_student(tmp_path, capsys):
@@ -55,7 +56,7 @@ def test_the_demo_evaluates_with_the_vocabulary_its_synthetic_shards_come_with(t
              progress=False)  # fmt: skip
     argv = runner.evaluate_argv(runner.path("jobs", "student"), runner.path("eval", "student"))
     parsed, _ = scoring_job.parse_args(argv)
-    vocabulary = scoring_job.read_vocabulary(parsed.vocabulary, {"num_classes": 12})
+    vocabulary = outputs.read_vocabulary(parsed.vocabulary, {"num_classes": 12})
     assert len(vocabulary.names) == 12 and all(vocabulary.verticals)
     assert parsed.input == [runner.path("raw", "validate*.tfrecord")]
     # The real-data demo names its own vocabulary, once.

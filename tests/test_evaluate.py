@@ -16,6 +16,7 @@ from pipelines import predict, runner
 from pipelines.datasets import ownership
 from pipelines.records import tfrecord_io
 from pipelines.runner import local_runner
+from pipelines.scoring import combiners
 from pipelines.scoring import job as scoring_job
 from pipelines.scoring import outputs as out
 from pipelines.synth import SynthConfig, generate
@@ -526,7 +527,7 @@ def test_metrics_combiner_merges_partial_results_exactly():
         result = (
             p
             | beam.Create(records, reshuffle=True)
-            | beam.CombineGlobally(scoring_job.MetricsCombineFn(30, 5, block=7))
+            | beam.CombineGlobally(combiners.MetricsCombineFn(30, 5, block=7))
             | beam.Map(lambda r: r["metrics"])
         )
         assert_that(result, equal_to([expected]))
@@ -538,7 +539,7 @@ def test_segment_map_combiner_keeps_only_the_top_k_per_class():
         (int(rng.integers(0, 3)), float(np.round(rng.random(), 1)), bool(rng.random() < 0.3))
         for _ in range(400)
     ]
-    combiner = scoring_job.SegmentMapFn(k=10)
+    combiner = combiners.SegmentMapFn(k=10)
     parts = [combiner.create_accumulator() for _ in range(4)]
     for i, rating in enumerate(ratings):
         combiner.add_input(parts[i % 4], rating)
@@ -555,7 +556,7 @@ def test_segment_map_combiner_keeps_only_the_top_k_per_class():
     assert result["map_at_k"] == pytest.approx(np.mean(aps))
     assert result["num_rated_pairs"] == 400
     # With K at least the number of ratings, AP@K is the ordinary AP.
-    full = scoring_job.SegmentMapFn(k=1000)
+    full = combiners.SegmentMapFn(k=1000)
     acc = full.create_accumulator()
     for rating in ratings:
         full.add_input(acc, rating)

@@ -1,49 +1,38 @@
-"""Evaluate an exported model on a partition with Beam: exact YouTube-8M metrics.
+"""The scoring job that `fewframes evaluate` and `fewframes predict` share.
 
-    python -m pipelines.evaluate --model JOB_DIR_OR_EXPORT --input 'gs://b/validate*.tfrecord' \
-        --output gs://b/eval/student [--vocabulary vocabulary.csv] [Beam pipeline options]
-
-Steps: read (raw shards or a preprocessed dataset) -> validate (bad records to the dead
-letter with their reason) -> RunInference with the export, batched, loaded once per
-worker -> one compact record per video (top-k entries; never the C scores) -> metrics
-by a combiner that merges partial results across workers -> `metrics.json`,
+Steps: read (raw shards or a preprocessed dataset; `pipelines.scoring.read`) -> validate
+(bad records to the dead letter with their reason) -> RunInference with the export,
+batched, loaded once per worker (`pipelines.scoring.inference`) -> one compact record per
+video (top-k entries; never the C scores) -> metrics by combiners that merge partial
+results across workers (`pipelines.scoring.combiners`) -> `metrics.json`,
 `per_class.csv`, `videos.parquet`, `predictions.csv` (Kaggle format), `failed-*.jsonl`,
-`report.html` (see `pipelines.scoring.outputs`). Rated 2019 segments, when the input
-has them, are scored on their own frames and give segment mAP@100000.
-
-`predict` (`pipelines.predict`) is this job without labels or metrics.
+`report.html` (`pipelines.scoring.outputs`, `pipelines.scoring.report`). Rated 2019
+segments, when the input has them, are scored on their own frames and give segment
+mAP@100000. With `labels=False` (predict) it writes predictions and `summary.json` only.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import heapq
-import io
 import json
 import logging
-import math
 import sys
 import time
 
 import apache_beam as beam
-import numpy as np
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
 from pipelines import runner
 from pipelines.datasets import manifest, ownership
 from pipelines.records import failures
 from pipelines.runner import UsageError
-from pipelines.scoring import inference, read
+from pipelines.scoring import combiners, inference, read
 from pipelines.scoring import outputs as out
 from pipelines.scoring import plan as scoring_plan
-from trainer.labels import Vocabulary
-from trainer.metrics import DEFAULT_TOP_K, MetricsAccumulator, ScoredVideos
+from trainer.metrics import DEFAULT_TOP_K
 
 _LOG = logging.getLogger("pipelines.evaluate")  # not "__main__" under `python -m`
 
-SEGMENT_TOP_K = 100_000  # the 2019 challenge's mAP@K
 OUTPUT_ENTRIES = (
     out.METRICS_FILE,
     out.PER_CLASS_FILE,
@@ -55,236 +44,6 @@ OUTPUT_ENTRIES = (
     "summary.json",
 )
 PREDICTIONS_HEADER = "VideoId,LabelConfidencePairs"
-
-
-# ----- combiners ------------------------------------------------------------------------------
-def scored_from_records(records: list[dict]) -> ScoredVideos:
-    """Per-video records (`VIDEO_SCHEMA` dicts) -> `ScoredVideos` for the metrics."""
-    classes = np.array([r["top_classes"] for r in records], dtype=np.int32)
-    scores = np.array([r["top_scores"] for r in records], dtype=np.float32)
-    labels = [np.asarray(r["labels"], dtype=np.int64) for r in records]
-    num_labels = np.array([len(x) for x in labels], dtype=np.int64)
-    flat = np.concatenate(labels) if labels else np.zeros(0, np.int64)
-    perr = [r["perr"] for r in records]
-    return ScoredVideos.from_entries(classes, scores, perr, num_labels, flat)
-
-
-class _PartialMetrics:
-    """A MetricsAccumulator plus records not yet added (added in blocks, not one by one)."""
-
-    def __init__(self, num_classes: int, top_k: int):
-        self.metrics = MetricsAccumulator(num_classes, top_k)
-        self.pending: list[dict] = []
-
-    def flush(self) -> _PartialMetrics:
-        if self.pending:
-            self.metrics.add_scored(scored_from_records(self.pending), [r["id"] for r in self.pending])
-            self.pending = []
-        return self
-
-
-class MetricsCombineFn(beam.CombineFn):
-    """Per-video records -> GAP, mAP, Hit@1, PERR and per-class AP, merged across workers.
-
-    State is k entries a video (`trainer.metrics`), so the combine's memory is bounded
-    by top_k x videos, never by classes x videos.
-    """
-
-    def __init__(self, num_classes: int, top_k: int = DEFAULT_TOP_K, block: int = 1024):
-        self._num_classes, self._top_k, self._block = num_classes, top_k, block
-
-    def create_accumulator(self):
-        return _PartialMetrics(self._num_classes, self._top_k)
-
-    def add_input(self, partial, record):
-        partial.pending.append(record)
-        if len(partial.pending) >= self._block:
-            partial.flush()
-        return partial
-
-    def merge_accumulators(self, partials):
-        merged = self.create_accumulator()
-        merged.metrics = MetricsAccumulator.merge_all([p.flush().metrics for p in partials])
-        return merged
-
-    def compact(self, partial):
-        return partial.flush()
-
-    def extract_output(self, partial):
-        metrics = partial.flush().metrics
-        if metrics.num_videos == 0:
-            return None
-        return {"metrics": metrics.result(), "per_class": metrics.per_class()}
-
-
-class VideoStatsFn(beam.CombineFn):
-    """Counts and sums over scored videos: frames, frames read, model time."""
-
-    FIELDS = ("videos", "num_frames", "frames_read", "model_seconds")
-
-    def create_accumulator(self):
-        return [0, 0, 0, 0.0]
-
-    def add_input(self, acc, record):
-        acc[0] += 1
-        acc[1] += record["num_frames"]
-        acc[2] += record["frames_read"]
-        acc[3] += record["model_seconds"]
-        return acc
-
-    def merge_accumulators(self, accs):
-        return [sum(values) for values in zip(*accs, strict=True)]
-
-    def extract_output(self, acc):
-        videos, num_frames, frames_read, seconds = acc
-        return {
-            "videos": videos,
-            "mean_num_frames": num_frames / videos if videos else 0.0,
-            "mean_frames_read": frames_read / videos if videos else 0.0,
-            "fraction_read": frames_read / num_frames if num_frames else 0.0,
-            "model_seconds": seconds,
-            "model_seconds_per_video": seconds / videos if videos else 0.0,
-        }
-
-
-class SegmentMapFn(beam.CombineFn):
-    """(class, score, positive) ratings -> segment mAP@K over the rated (segment, class) pairs.
-
-    Per class, the rated segments are ranked by the model's score for that class (equal
-    scores: negatives first, as for GAP) and the top K kept; AP@K = sum of precision@i
-    at each positive in the top K / min(K, positives of the class) (the starter's
-    `ap_at_n`). mAP averages the classes with at least one positive rating. Each
-    accumulator keeps at most K ratings per class.
-    """
-
-    def __init__(self, k: int = SEGMENT_TOP_K):
-        self._k = k
-
-    def create_accumulator(self):
-        return {}  # class -> [positives, segments, list of (score, not positive)]
-
-    def add_input(self, acc, rating):
-        cls, score, positive = rating
-        entry = acc.setdefault(int(cls), [0, 0, []])
-        entry[0] += int(positive)
-        entry[1] += 1
-        entry[2].append((float(score), not positive))
-        if len(entry[2]) > 2 * self._k:
-            entry[2] = self._top(entry[2])
-        return acc
-
-    def _top(self, ratings):
-        # Highest score first; among equal scores negatives (not positive = True) first.
-        return heapq.nlargest(self._k, ratings)
-
-    def merge_accumulators(self, accs):
-        merged = {}
-        for acc in accs:
-            for cls, (positives, segments, ratings) in acc.items():
-                entry = merged.setdefault(cls, [0, 0, []])
-                entry[0] += positives
-                entry[1] += segments
-                entry[2] = self._top(entry[2] + ratings)
-        return merged
-
-    def extract_output(self, acc):
-        aps = {}
-        pairs = 0
-        for cls, (positives, segments, ratings) in acc.items():
-            pairs += segments
-            if positives == 0:
-                continue
-            ranked = self._top(ratings)
-            hits, total = 0, 0.0
-            for rank, (_, negative) in enumerate(ranked, start=1):
-                if not negative:
-                    hits += 1
-                    total += hits / rank
-            aps[cls] = total / min(self._k, positives)
-        return {
-            "map_at_k": math.fsum(aps.values()) / len(aps) if aps else 0.0,
-            "k": self._k,
-            "num_rated_pairs": pairs,
-            "num_classes_with_positives": len(aps),
-        }
-
-
-# ----- names, predictions ------------------------------------------------------------------------
-class ClassNames:
-    """Names and verticals of the model's classes, from a vocabulary or the export."""
-
-    def __init__(self, metadata: dict, vocabulary: Vocabulary | None):
-        names = list(metadata.get("class_names") or [str(i) for i in range(int(metadata["num_classes"]))])
-        verticals = [""] * len(names)
-        if metadata.get("label_space") == "verticals":
-            verticals = list(names)
-        elif vocabulary is not None:
-            names, verticals = list(vocabulary.names), list(vocabulary.verticals)
-        self.names, self.verticals = names, verticals
-
-    def matching(self, label: str | None, vertical: str | None) -> set[int]:
-        return {
-            c
-            for c in range(len(self.names))
-            if (label is not None and self.names[c] == label)
-            or (vertical is not None and self.verticals[c] == vertical)
-        }
-
-
-def read_vocabulary(path: str | None, metadata: dict) -> Vocabulary | None:
-    if not path:
-        return None
-    try:
-        with FileSystems.open(path) as stream:
-            vocabulary = Vocabulary.from_bytes(stream.read(), path)
-    except (OSError, ValueError) as error:
-        raise UsageError(f"--vocabulary {path}: {error}") from None
-    expected = int(metadata.get("num_entities") or metadata["num_classes"])
-    if len(vocabulary.names) != expected:
-        raise UsageError(f"--vocabulary {path} has {len(vocabulary.names)} classes, the model {expected}")
-    trained = metadata.get("vocabulary_sha256")
-    if trained and trained != vocabulary.sha256:
-        raise UsageError(
-            f"--vocabulary {path} is not the vocabulary the model was trained with (sha256 differs)"
-        )
-    return vocabulary
-
-
-def prediction_line(record: dict) -> str:
-    """`VideoId,LabelConfidencePairs` with the top entries by score (the starter's format),
-    as one CSV row: an id holding a comma, a quote or a line break is quoted."""
-    pairs = " ".join(f"{c} {s:.6f}" for c, s in zip(record["top_classes"], record["top_scores"], strict=True))
-    line = io.StringIO()
-    # The writer quotes a field holding a character of its line terminator, so the
-    # terminator must hold both line-break characters; WriteToText adds the row's own.
-    csv.writer(line, lineterminator="\r\n").writerow([record["id"], pairs])
-    return line.getvalue()[:-2]
-
-
-def prediction_json(record: dict, names: ClassNames) -> str:
-    return json.dumps(
-        {
-            "id": record["id"],
-            "predictions": [
-                {
-                    "class": c,
-                    "name": names.names[c],
-                    "vertical": names.verticals[c],
-                    "score": round(float(s), 6),
-                }
-                for c, s in zip(record["top_classes"], record["top_scores"], strict=True)
-            ],
-        }
-    )
-
-
-def passes_filter(record: dict, classes: set[int] | None, min_score: float) -> bool:
-    if classes is None:
-        return True
-    return any(
-        c in classes and s >= min_score
-        for c, s in zip(record["top_classes"], record["top_scores"], strict=True)
-    )
 
 
 # ----- command line --------------------------------------------------------------------------------
@@ -324,7 +83,9 @@ def build_arg_parser(prog: str = "fewframes evaluate", labels: bool = True) -> a
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier run's files in --output")
     runner.add_max_failed_fraction_argument(parser)
     if labels:
-        parser.add_argument("--segment-k", type=int, default=SEGMENT_TOP_K, help="K of segment mAP@K")
+        parser.add_argument(
+            "--segment-k", type=int, default=combiners.SEGMENT_TOP_K, help="K of segment mAP@K"
+        )
         parser.add_argument("--no-report", action="store_true", help="skip report.html")
     return parser
 
@@ -358,7 +119,7 @@ def prepare_output(output: str, overwrite: bool) -> None:
 
 
 # ----- the pipeline -----------------------------------------------------------------------------
-def build_pipeline(pipeline, args, plan: scoring_plan.ScoringPlan, names: ClassNames) -> None:
+def build_pipeline(pipeline, args, plan: scoring_plan.ScoringPlan, names: out.ClassNames) -> None:
     output = args.output.rstrip("/")
     videos = pipeline | "ReadVideos" >> read.ReadVideos(plan, args.parse_batch_size)
     scored = videos["rows"] | "ScoreVideos" >> inference.ScoreVideos(
@@ -376,10 +137,10 @@ def build_pipeline(pipeline, args, plan: scoring_plan.ScoringPlan, names: ClassN
     classes = None
     if args.only_label or args.only_vertical:
         classes = names.matching(args.only_label, args.only_vertical)
-    shown = records | "FilterPredictions" >> beam.Filter(passes_filter, classes, args.only_min_score)
+    shown = records | "FilterPredictions" >> beam.Filter(out.passes_filter, classes, args.only_min_score)
     completed.append(
         shown
-        | "FormatCsv" >> beam.Map(prediction_line)
+        | "FormatCsv" >> beam.Map(out.prediction_line)
         | "WriteCsv"
         >> beam.io.WriteToText(
             out.join(output, "predictions"),
@@ -391,7 +152,7 @@ def build_pipeline(pipeline, args, plan: scoring_plan.ScoringPlan, names: ClassN
     if args.jsonl:
         completed.append(
             shown
-            | "FormatJsonl" >> beam.Map(prediction_json, names)
+            | "FormatJsonl" >> beam.Map(out.prediction_json, names)
             | "WriteJsonl"
             >> beam.io.WriteToText(
                 out.join(output, "predictions"), file_name_suffix=".jsonl", shard_name_template=""
@@ -401,7 +162,9 @@ def build_pipeline(pipeline, args, plan: scoring_plan.ScoringPlan, names: ClassN
     side = {
         "read_count": beam.pvalue.AsSingleton(videos["read_count"]),
         "failed_count": beam.pvalue.AsSingleton(failed | "CountFailed" >> beam.combiners.Count.Globally()),
-        "stats": beam.pvalue.AsSingleton(records | "VideoStats" >> beam.CombineGlobally(VideoStatsFn())),
+        "stats": beam.pvalue.AsSingleton(
+            records | "VideoStats" >> beam.CombineGlobally(combiners.VideoStatsFn())
+        ),
     }
     if args.labels:
         completed.append(
@@ -416,13 +179,14 @@ def build_pipeline(pipeline, args, plan: scoring_plan.ScoringPlan, names: ClassN
             )
         )
         side["metrics"] = beam.pvalue.AsSingleton(
-            records | "Metrics" >> beam.CombineGlobally(MetricsCombineFn(plan.num_classes, args.top_k))
+            records
+            | "Metrics" >> beam.CombineGlobally(combiners.MetricsCombineFn(plan.num_classes, args.top_k))
         )
         if plan.segments:
             side["segments"] = beam.pvalue.AsSingleton(
                 videos["rows"]
                 | "ScoreSegments" >> inference.ScoreSegments(plan, args.batch_size)
-                | "SegmentMap" >> beam.CombineGlobally(SegmentMapFn(args.segment_k))
+                | "SegmentMap" >> beam.CombineGlobally(combiners.SegmentMapFn(args.segment_k))
             )
     side["completed"] = beam.pvalue.AsList(completed | "AllOtherOutputs" >> beam.Flatten())
     base = {
@@ -495,8 +259,8 @@ def run(argv=None, test_pipeline=None, labels: bool = True, prog: str = "fewfram
         plan = scoring_plan.plan_scoring(args.model, args.input)
     except scoring_plan.ScoringError as error:
         raise UsageError(str(error)) from None
-    vocabulary = read_vocabulary(args.vocabulary, plan.metadata)
-    names = ClassNames(plan.metadata, vocabulary)
+    vocabulary = out.read_vocabulary(args.vocabulary, plan.metadata)
+    names = out.ClassNames(plan.metadata, vocabulary)
     if (args.only_label or args.only_vertical) and not names.matching(args.only_label, args.only_vertical):
         raise UsageError(
             f"no class is named {args.only_label!r}"

@@ -27,6 +27,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines.runner import UsageError
+from trainer.labels import Vocabulary
 from trainer.metrics import MetricsAccumulator, ScoredVideos
 
 METRICS_FILE = "metrics.json"
@@ -163,3 +165,80 @@ def read_videos(directory: str) -> pa.Table:
     if not FileSystems.exists(path):
         raise ValueError(f"{directory} has no {VIDEOS_FILE} (not an evaluation output?)")
     return pq.read_table(pa.BufferReader(read_bytes(path)))
+
+
+class ClassNames:
+    """Names and verticals of the model's classes, from a vocabulary or the export."""
+
+    def __init__(self, metadata: dict, vocabulary: Vocabulary | None):
+        names = list(metadata.get("class_names") or [str(i) for i in range(int(metadata["num_classes"]))])
+        verticals = [""] * len(names)
+        if metadata.get("label_space") == "verticals":
+            verticals = list(names)
+        elif vocabulary is not None:
+            names, verticals = list(vocabulary.names), list(vocabulary.verticals)
+        self.names, self.verticals = names, verticals
+
+    def matching(self, label: str | None, vertical: str | None) -> set[int]:
+        return {
+            c
+            for c in range(len(self.names))
+            if (label is not None and self.names[c] == label)
+            or (vertical is not None and self.verticals[c] == vertical)
+        }
+
+
+def read_vocabulary(path: str | None, metadata: dict) -> Vocabulary | None:
+    if not path:
+        return None
+    try:
+        with FileSystems.open(path) as stream:
+            vocabulary = Vocabulary.from_bytes(stream.read(), path)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"--vocabulary {path}: {error}") from None
+    expected = int(metadata.get("num_entities") or metadata["num_classes"])
+    if len(vocabulary.names) != expected:
+        raise UsageError(f"--vocabulary {path} has {len(vocabulary.names)} classes, the model {expected}")
+    trained = metadata.get("vocabulary_sha256")
+    if trained and trained != vocabulary.sha256:
+        raise UsageError(
+            f"--vocabulary {path} is not the vocabulary the model was trained with (sha256 differs)"
+        )
+    return vocabulary
+
+
+def prediction_line(record: dict) -> str:
+    """`VideoId,LabelConfidencePairs` with the top entries by score (the starter's format),
+    as one CSV row: an id holding a comma, a quote or a line break is quoted."""
+    pairs = " ".join(f"{c} {s:.6f}" for c, s in zip(record["top_classes"], record["top_scores"], strict=True))
+    line = io.StringIO()
+    # The writer quotes a field holding a character of its line terminator, so the
+    # terminator must hold both line-break characters; WriteToText adds the row's own.
+    csv.writer(line, lineterminator="\r\n").writerow([record["id"], pairs])
+    return line.getvalue()[:-2]
+
+
+def prediction_json(record: dict, names: ClassNames) -> str:
+    return json.dumps(
+        {
+            "id": record["id"],
+            "predictions": [
+                {
+                    "class": c,
+                    "name": names.names[c],
+                    "vertical": names.verticals[c],
+                    "score": round(float(s), 6),
+                }
+                for c, s in zip(record["top_classes"], record["top_scores"], strict=True)
+            ],
+        }
+    )
+
+
+def passes_filter(record: dict, classes: set[int] | None, min_score: float) -> bool:
+    if classes is None:
+        return True
+    return any(
+        c in classes and s >= min_score
+        for c, s in zip(record["top_classes"], record["top_scores"], strict=True)
+    )
