@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     root = os.path.join(args.workdir, "demo")
     if demo.run(["--workdir", root, "--bootstrap", "50"]) != 0:
         return 1
-    demo_args = demo.build_arg_parser().parse_args(["--workdir", root])
+    demo_args = demo.build_parser().parse_args(["--workdir", root])
     runner = demo.Demo(demo_args)
     jobs = runner.path("jobs")
     alone = json.load(open(os.path.join(jobs, "student", "summary.json")))["metrics"]["val_student_gap"]

@@ -477,7 +477,7 @@ def _check_output(output: str, directories: Sequence[str], overwrite: bool) -> N
 
 
 # ----- command line ---------------------------------------------------------------------------------
-def build_arg_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = _ArgumentParser(
         prog="fewframes compare",
         description="Compare evaluation outputs on the same videos: one table with paired bootstrap "
@@ -527,7 +527,7 @@ def run(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     start = time.perf_counter()
     try:
-        args = build_arg_parser().parse_args(argv)
+        args = build_parser().parse_args(argv)
         labels = [x.strip() for x in args.labels.split(",")] if args.labels else None
         _check_output(args.output, args.runs, args.overwrite)
         _LOG.info("comparing %d runs: %s -> %s", len(args.runs), ", ".join(args.runs), args.output)

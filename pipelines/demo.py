@@ -33,8 +33,8 @@ import shutil
 import sys
 import time
 
-from pipelines.runner import UsageError
 from pipelines import evaluate
+from pipelines.runner import UsageError
 
 VIEW = "every_n:10"
 SEED = 7
@@ -43,7 +43,7 @@ MIN_MEMORY_GB = 4.0
 TOTAL_STEPS = 12  # synth x2, preprocess x2, train x2, teacher-targets, train, evaluate x3, compare
 
 
-def build_arg_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fewframes demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", default="demo_out", help="where everything is written")
     p.add_argument("--videos", type=int, default=1200, help="training videos (validate gets a third)")
@@ -408,7 +408,7 @@ class RealVideoLevelDemo(Demo):
 
 
 def run(argv=None) -> int:
-    args = build_arg_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.restart and os.path.exists(args.workdir):
         shutil.rmtree(args.workdir)
     check_machine(args.workdir)

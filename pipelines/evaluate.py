@@ -21,6 +21,11 @@ PROG = "fewframes evaluate"
 format_summary = scoring_job.format_summary  # the lines `main` prints after a run
 
 
+def parse_args(argv):
+    """The job's own arguments and the Beam pipeline options, as every job splits them."""
+    return scoring_job.parse_args(argv, labels=True, prog=PROG)
+
+
 def run(argv=None, test_pipeline=None) -> dict:
     """Run the job; returns what it wrote to metrics.json."""
     return scoring_job.run(argv, test_pipeline, labels=True, prog=PROG)

@@ -18,6 +18,11 @@ from pipelines.scoring import job as scoring_job
 PROG = "fewframes predict"
 
 
+def parse_args(argv):
+    """The job's own arguments and the Beam pipeline options, as every job splits them."""
+    return scoring_job.parse_args(argv, labels=False, prog=PROG)
+
+
 def run(argv=None, test_pipeline=None) -> dict:
     return scoring_job.run(argv, test_pipeline, labels=False, prog=PROG)
 

@@ -102,7 +102,7 @@ def _later_positions(id_and_positions):
 
 
 # ----- options ------------------------------------------------------------------------
-def build_arg_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fewframes preprocess",
         description="Preprocess raw YouTube-8M shards into compact Parquet/TFRecord datasets. "
@@ -152,8 +152,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _parse_args(argv):
-    parser = build_arg_parser()
+def parse_args(argv):
+    parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
     args.input = [p.strip() for group in args.input for p in group.split(",") if p.strip()]
     args.format = [f.strip() for f in args.format.split(",") if f.strip()]
@@ -348,7 +348,7 @@ def build_pipeline(pipeline, args, layout: DatasetLayout, input_files: list) -> 
 
 def run(argv=None, test_pipeline=None) -> dict:
     """Run the job; returns the manifest it wrote. Raises UsageError on bad arguments."""
-    args, beam_args = _parse_args(argv)
+    args, beam_args = parse_args(argv)
     options = PipelineOptions(beam_args)
     options.view_as(SetupOptions).save_main_session = False
     try:

@@ -716,7 +716,7 @@ def _frame_range(text: str) -> tuple[int, int]:
     return low, high
 
 
-def build_arg_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     defaults = SynthConfig()
     parser = argparse.ArgumentParser(
         prog="fewframes synth",  # also `python -m pipelines.synth`
@@ -789,7 +789,7 @@ def _human_bytes(count: int) -> str:
 
 
 def main(argv=None) -> int:
-    parser = build_arg_parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         config = SynthConfig(

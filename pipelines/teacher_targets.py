@@ -256,7 +256,7 @@ class ComputeTeacherTargets(beam.PTransform):
 
 
 # ----- options ------------------------------------------------------------------------------
-def build_arg_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fewframes teacher-targets",
         description="Run a trained teacher once over a dataset's full view; write the student view "
@@ -282,8 +282,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _parse_args(argv):
-    parser = build_arg_parser()
+def parse_args(argv):
+    parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
     if args.format is not None:
         args.format = [f.strip() for f in args.format.split(",") if f.strip()]
@@ -357,7 +357,7 @@ def build_pipeline(pipeline, args, plan: TargetsPlan) -> None:
 
 def run(argv=None, test_pipeline=None) -> dict:
     """Run the job; returns the manifest it wrote. Raises UsageError on bad arguments."""
-    args, beam_args = _parse_args(argv)
+    args, beam_args = parse_args(argv)
     options = PipelineOptions(beam_args)
     options.view_as(SetupOptions).save_main_session = False
     plan = plan_targets(args.teacher, args.input, args.view, args.predictions)

@@ -39,7 +39,7 @@ def test_preprocess_translates_to_a_dataflow_job_with_our_container(tmp_path):
         "--dry_run",
         "True",
     ]
-    args, beam_args = preprocess._parse_args(argv)
+    args, beam_args = preprocess.parse_args(argv)
     # TFT creates its temp dir through tf.io.gfile while the graph is built; on Dataflow
     # that is --temp_location on real GCS, offline a local directory stands in.
     args.transform_temp_dir = str(tmp_path)
@@ -121,7 +121,7 @@ def test_teacher_targets_translates_to_a_dataflow_job_with_our_container(student
             "--runner", "DataflowRunner", "--project", "my-project", "--region", "europe-west4",
             "--temp_location", "gs://bucket/tmp", "--sdk_container_image", IMAGE,
             "--dry_run", "True"]  # fmt: skip
-    args, beam_args = teacher_targets._parse_args(argv)
+    args, beam_args = teacher_targets.parse_args(argv)
     plan = teacher_targets.TargetsPlan(
         scoring=scoring_plan.ScoringPlan(
             export_dir="gs://bucket/jobs/teacher/export",

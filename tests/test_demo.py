@@ -50,7 +50,7 @@ def test_the_demo_evaluates_with_the_vocabulary_its_synthetic_shards_come_with(t
     from pipelines import demo
     from pipelines.synth import SynthConfig, generate
 
-    args = demo.build_arg_parser().parse_args(["--workdir", str(tmp_path / "demo"), "--classes", "12"])
+    args = demo.build_parser().parse_args(["--workdir", str(tmp_path / "demo"), "--classes", "12"])
     runner = demo.Demo(args)
     generate(runner.path("raw"), SynthConfig(kind="frame", videos=4, shards=1, classes=12, seed=demo.SEED),
              progress=False)  # fmt: skip

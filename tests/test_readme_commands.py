@@ -91,9 +91,7 @@ def test_readme_dataflow_commands_parse_as_their_jobs(module):
 
     job = importlib.import_module(module)
     (command,) = readme_commands(f"python -m {module} ")
-    args, beam_args = (job._parse_args if module.endswith("preprocess") else job.parse_args)(
-        shlex.split(command)[3:]
-    )
+    args, beam_args = job.parse_args(shlex.split(command)[3:])
     assert "--runner" in beam_args and "DataflowRunner" in beam_args
     assert any(a.startswith("--sdk_container_image") or a == "--sdk_container_image" for a in beam_args)
     assert args.output.startswith("gs://")

@@ -47,7 +47,7 @@ PREDICTIONS_HEADER = "VideoId,LabelConfidencePairs"
 
 
 # ----- command line --------------------------------------------------------------------------------
-def build_arg_parser(prog: str = "fewframes evaluate", labels: bool = True) -> argparse.ArgumentParser:
+def build_parser(prog: str = "fewframes evaluate", labels: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description=(
@@ -91,7 +91,7 @@ def build_arg_parser(prog: str = "fewframes evaluate", labels: bool = True) -> a
 
 
 def parse_args(argv, labels: bool = True, prog: str = "fewframes evaluate"):
-    parser = build_arg_parser(prog, labels)
+    parser = build_parser(prog, labels)
     args, beam_args = parser.parse_known_args(argv)
     args.input = [p.strip() for group in args.input for p in group.split(",") if p.strip()]
     if args.top_k < 1 or args.batch_size < 1 or args.parse_batch_size < 1:
