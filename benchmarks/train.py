@@ -61,6 +61,8 @@ import time
 
 from benchmarks import ceiling  # noqa: E402
 from trainer import inputs
+from trainer.job_dir import SUMMARY_NAME
+from trainer.training import loop
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -173,7 +175,7 @@ def _train_job(argv: list[str]) -> dict:
 
     args = task.build_parser().parse_args([*argv, "--verbose", "0"])
     config, checkpoint_dir = task.config_from_args(args, {})
-    summary_path = os.path.join(config.job_dir, task.SUMMARY_NAME)
+    summary_path = os.path.join(config.job_dir, SUMMARY_NAME)
     config_path = os.path.join(config.job_dir, "config.json")
     if os.path.exists(summary_path) and os.path.exists(config_path):
         with open(config_path) as f:
@@ -185,7 +187,7 @@ def _train_job(argv: list[str]) -> dict:
     if os.path.exists(config.job_dir):
         shutil.rmtree(config.job_dir)
     with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):  # "epoch i/n" lines
-        summary = task.train(config, checkpoint_dir, verbose=0)
+        summary = loop.train(config, checkpoint_dir, verbose=0)
     keras.backend.clear_session()
     if summary["outcome"] != "completed":
         raise RuntimeError(f"training {config.job_dir} ended: {summary['outcome']}")
@@ -862,7 +864,6 @@ def real(args) -> None:
     import numpy as np
 
     from trainer import inputs as I
-    from trainer import task
     from trainer.config import TrainConfig
     from trainer.labels import LabelSpace
     from trainer.metrics import MetricsAccumulator
@@ -907,7 +908,7 @@ def real(args) -> None:
             summary = _train_job_resumable(argv)
             with open(os.path.join(job_dir, "config.json")) as f:
                 config = TrainConfig.from_json(f.read())
-            model = task.load_trained(job_dir, config, "teacher", None, 1)
+            model = loop.load_trained(job_dir, config, "teacher", None, 1)
             acc = MetricsAccumulator(NUM_CLASSES)
             for x, y in I.batches(eval_plan, "tfrecord", 512):
                 out = model({"frames": x[I.TEACHER_FRAMES], "mask": x[I.TEACHER_MASK]})
@@ -1166,7 +1167,7 @@ def _steady_steps(epochs: list[list[float]]) -> tuple[list[float], float, float]
 def _throughput_job(
     args, dataset: str, root: str, pair, mode: str, workers: int, sampler: GpuSampler
 ) -> dict:
-    """One `mode` job of the pair through `trainer.task.train`; its steady rate and GPU use."""
+    """One `mode` job of the pair through `trainer.loop.train`; its steady rate and GPU use."""
     import keras
 
     from trainer import task
@@ -1185,7 +1186,7 @@ def _throughput_job(
     config, checkpoint_dir = task.config_from_args(task.build_parser().parse_args(argv), {})
     timer = _step_times()
     with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
-        summary = task.train(
+        summary = loop.train(
             config, checkpoint_dir, verbose=0, export=False, input_workers=workers, callbacks=[timer]
         )
     keras.backend.clear_session()

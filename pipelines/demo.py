@@ -35,6 +35,8 @@ import time
 
 from pipelines import evaluate
 from pipelines.runner import UsageError
+from trainer.export import METADATA_NAME
+from trainer.job_dir import EXPORT_DIR
 
 VIEW = "every_n:10"
 SEED = 7
@@ -213,7 +215,7 @@ class Demo:
         from trainer import task
 
         job = self.path("jobs", name)
-        done = os.path.exists(os.path.join(job, "export", "fewframes_export.json"))
+        done = os.path.exists(os.path.join(job, EXPORT_DIR, METADATA_NAME))
         self.announce(f"train {name} (--mode {mode})", done)
         if done:
             return job

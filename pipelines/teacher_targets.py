@@ -53,11 +53,12 @@ from schemas.preprocessed import (
 )
 from schemas.targets import TargetsEncoding
 from schemas.views import View
+from trainer.job_dir import CONFIG_NAME, EXPORT_DIR, TEACHER_EXPORT_DIR
 
 _LOG = logging.getLogger("pipelines.teacher_targets")  # not "__main__" under `python -m`
 
 STAGE_TEACHER = "teacher"
-TEACHER_EXPORT_DIRS = ("export_teacher", "export")  # a parallel job's teacher, a teacher job's model
+TEACHER_EXPORT_DIRS = (TEACHER_EXPORT_DIR, EXPORT_DIR)  # a parallel job's teacher, a teacher job's model
 # Beyond scoring's model identity: what a student trained on the targets is checked against.
 TEACHER_IDENTITY_EXTRA_KEYS = ("model", "normalization", "weights_sha256", "representation_dim")
 
@@ -166,7 +167,7 @@ def _job_config(job_dir: str | None) -> dict | None:
     """The teacher job's config.json, when its job dir is still reachable."""
     if not job_dir:
         return None
-    path = FileSystems.join(job_dir, "config.json")
+    path = FileSystems.join(job_dir, CONFIG_NAME)
     try:
         if not FileSystems.exists(path):
             return None

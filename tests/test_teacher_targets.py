@@ -78,7 +78,7 @@ def test_targets_dataset_holds_the_student_view_and_the_teachers_outputs(
 
 def test_targets_equal_the_teacher_run_on_the_full_view(targets, tiny_frame_dataset, teacher_job):
     from trainer.config import TrainConfig
-    from trainer.task import load_trained
+    from trainer.training.loop import load_trained
 
     ids, offline, _ = _all_by_id(_plan(targets, "serial", targets=True), "parquet")
     online_ids, online, _ = _all_by_id(_plan(tiny_frame_dataset, "teacher"), "parquet")
@@ -108,7 +108,7 @@ def test_offline_serial_gives_the_online_serial_loss(targets, tiny_frame_dataset
 
     from trainer.config import LossConfig, ModelChoice, TrainConfig
     from trainer.distill import DistillationModel, FramesClassifier
-    from trainer.task import load_trained
+    from trainer.training.loop import load_trained
 
     config = TrainConfig.from_json((teacher_job / "config.json").read_text())
     teacher = load_trained(str(teacher_job), config, "teacher", None, F.MAX_FRAMES)

@@ -12,6 +12,9 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 from trainer import inputs, task
+from trainer.config import TrainConfig
+from trainer.job_dir import SUMMARY_NAME, job_dirs
+from trainer.training import checks, loop
 from trainer.training.checkpoints import STATE_NAME
 
 SMALL = ["--batch-size", "8", "--verbose", "0"]
@@ -154,7 +157,7 @@ def test_a_job_dir_resumes_under_another_spelling_of_its_paths_and_after_a_move(
     # ... and another dataset is still another setting.
     parsed = task.build_parser().parse_args(_command(tmp_path, "moved", *args))
     with pytest.raises(task.UsageError, match=r"other settings \(train\)"):
-        task._write_or_check_config(task.config_from_args(parsed, {})[0], True)
+        checks.write_or_check_config(task.config_from_args(parsed, {})[0], True)
 
 
 @pytest.mark.parametrize("damage", ["corrupted", "truncated"])
@@ -192,10 +195,10 @@ def test_a_job_without_export_is_exported_later_from_its_weights(tmp_path, tiny_
 
     assert task.main(["--job-dir", str(job), "--export-only"]) == 0
     assert f"exported the student: {job / 'export'}" in capsys.readouterr().out
-    saved = json.loads((job / task.SUMMARY_NAME).read_text())
+    saved = json.loads((job / SUMMARY_NAME).read_text())
     assert saved["exports"] == {"student": str(job / "export"), "teacher": str(job / "export_teacher")}
     assert "export_skipped" not in saved
-    config = task.TrainConfig.from_json((job / "config.json").read_text())
+    config = TrainConfig.from_json((job / "config.json").read_text())
     frames = np.random.default_rng(0).normal(size=(3, 12, 1152)).astype(np.float32)
     lengths = np.array([12, 7, 4], np.int32)
     for role, directory, width in (("student", "export", 75), ("teacher", "export_teacher", 300)):
@@ -205,7 +208,7 @@ def test_a_job_without_export_is_exported_later_from_its_weights(tmp_path, tiny_
         # The export scores as the job's final weights do.
         manifest = json.loads((tiny_frame_dataset / "manifest.json").read_text())
         zscore = inputs.zscore_parameters(str(tiny_frame_dataset), manifest)
-        model = task.load_trained(str(job), config, role, zscore, width)
+        model = loop.load_trained(str(job), config, role, zscore, width)
         mask = (np.arange(12)[None, :] < lengths[:, None]).astype(np.float32)
         expected = np.asarray(model({"frames": frames, "mask": mask}, training=False)["predictions"])
         scored = export.score_view({"rgb": frames[..., :1024], "audio": frames[..., 1024:]}, lengths)
@@ -241,24 +244,24 @@ def test_list_models_names_every_preset(capsys):
 
 
 def test_vertex_ai_environment_supplies_the_job_and_checkpoint_dirs():
-    assert task.job_dirs(None, {"AIP_MODEL_DIR": "gs://b/model", "AIP_CHECKPOINT_DIR": "gs://b/ckpt"}) == (
+    assert job_dirs(None, {"AIP_MODEL_DIR": "gs://b/model", "AIP_CHECKPOINT_DIR": "gs://b/ckpt"}) == (
         "gs://b/model",
         "gs://b/ckpt",
     )
-    assert task.job_dirs("/tmp/j", {}) == ("/tmp/j", os.path.join("/tmp/j", "checkpoints"))
+    assert job_dirs("/tmp/j", {}) == ("/tmp/j", os.path.join("/tmp/j", "checkpoints"))
     with pytest.raises(task.UsageError, match="--job-dir"):
-        task.job_dirs(None, {})
+        job_dirs(None, {})
 
 
 def test_tf_config_roles():
-    assert task.cluster_role({}) == (True, 1)
+    assert loop.cluster_role({}) == (True, 1)
     cluster = {"chief": ["a:1"], "worker": ["b:1", "c:1"]}
     chief = json.dumps({"cluster": cluster, "task": {"type": "chief", "index": 0}})
     worker = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}})
-    assert task.cluster_role({"TF_CONFIG": chief}) == (True, 3)
-    assert task.cluster_role({"TF_CONFIG": worker}) == (False, 3)
+    assert loop.cluster_role({"TF_CONFIG": chief}) == (True, 3)
+    assert loop.cluster_role({"TF_CONFIG": worker}) == (False, 3)
     no_chief = json.dumps({"cluster": {"worker": ["b:1", "c:1"]}, "task": {"type": "worker", "index": 0}})
-    assert task.cluster_role({"TF_CONFIG": no_chief}) == (True, 2)
+    assert loop.cluster_role({"TF_CONFIG": no_chief}) == (True, 2)
 
 
 # ----- preemption -----------------------------------------------------------------------

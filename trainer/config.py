@@ -37,7 +37,6 @@ MSE = "mse"
 CATEGORICAL_KL = "categorical_kl"
 PREDICTION_LOSSES = (BERNOULLI_KL, MSE, CATEGORICAL_KL)
 
-CONFIG_NAME = "config.json"
 # Fields holding a path: compared by the file or directory they name, not their spelling.
 PATH_FIELDS = ("train", "eval", "teacher_dir", "targets", "vocabulary")
 CONFIG_VERSION = 1

@@ -31,6 +31,7 @@ from schemas import raw
 from schemas.preprocessed import MANIFEST_NAME, PARQUET, SHARD_PREFIX, TFRECORD, DatasetLayout
 from schemas.views import ALL, View
 from trainer.export import METADATA_NAME
+from trainer.job_dir import EXPORT_DIR
 
 RAW = "raw"
 DATASET = "dataset"
@@ -134,7 +135,7 @@ class ScoringPlan:
 
 
 # ----- planning ----------------------------------------------------------------------------
-def resolve_export(model: str, subdirs: tuple[str, ...] = ("export",)) -> tuple[str, dict]:
+def resolve_export(model: str, subdirs: tuple[str, ...] = (EXPORT_DIR,)) -> tuple[str, dict]:
     """An export directory (or a job dir holding one of `subdirs`) and its metadata, as
     its graph's `metadata` signature gives it (`trainer.export.verified_metadata`)."""
     from trainer.export import verified_metadata

@@ -25,8 +25,8 @@ import keras
 import numpy as np
 
 from trainer import storage
+from trainer.job_dir import CHECKPOINT_STATE_NAME as STATE_NAME
 
-STATE_NAME = "state.json"
 KEEP = 2
 # The checkpoints this module writes; pruning removes nothing else (not another process's
 # `.tmp-PID-ckpt-*` file being written beside them).

@@ -26,7 +26,7 @@ one device. Every worker takes the same number of steps per epoch: the fewest th
 worker's share fills (`steps_per_epoch`).
 
 The strategy must exist before anything touches TensorFlow's devices ("Collective ops
-must be configured at program startup"), so `create` runs first in `trainer.task.train`.
+must be configured at program startup"), so `create` runs first in `trainer.training.loop.train`.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ import socket
 import uuid
 
 from trainer import storage
+from trainer.job_dir import LOCK_NAME
 
-LOCK_NAME = "train.lock"
 LOG = logging.getLogger("fewframes.train")
 _ATTEMPTS = 5  # a stale lock taken over, or a lock released while we looked: try again
 
