@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.test_gcs import BUCKET, gcs, gcs_server  # noqa: F401 (fixtures)
+from tests.e2e.test_gcs import BUCKET, gcs, gcs_server  # noqa: F401 (fixtures)
 from trainer import task
 from trainer.training import joblock
 

@@ -18,11 +18,12 @@ from pipelines import preprocess, runner
 from pipelines.datasets import manifest
 from pipelines.records import tfrecord_io
 from pipelines.synth import SynthConfig, generate
+from tests.conftest import REPO_ROOT
 
 distributed = pytest.importorskip("distributed")
 
 DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
-REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+
 WAIT_MS = 60_000  # every wait on the cluster is bounded
 _MANIFEST_COUNTS = (
     "records_read", "records_written", "records_failed", "failures_by_stage", "balanced", "videos",

@@ -180,7 +180,7 @@ def test_keras_save_and_load_round_trip(tmp_path):
 @pytest.mark.parametrize("name", aggregator_names())
 def test_build_creates_every_weight_without_data(name, head_params):
     # keras.saving rebuilds a model with build() and then restores weights into it.
-    from tests.test_models_aggregators import SMALL_PARAMS
+    from tests.trainer.models.test_aggregators import SMALL_PARAMS
 
     model = VideoClassifier(
         ModelSpec(name, "moe", SMALL_PARAMS[name], head_params), num_classes=C, input_dim=D
@@ -241,7 +241,7 @@ def test_a_few_steps_of_gradient_descent_reduce_the_loss():
 @pytest.mark.parametrize("dtype", ["float32", "mixed_float16"])
 @pytest.mark.parametrize("name", aggregator_names())
 def test_every_aggregator_in_a_classifier(name, dtype):
-    from tests.test_models_aggregators import SMALL_PARAMS
+    from tests.trainer.models.test_aggregators import SMALL_PARAMS
 
     spec = ModelSpec(name, "logistic", SMALL_PARAMS[name])
     model = VideoClassifier(spec, num_classes=C, input_dim=D, dtype=dtype)

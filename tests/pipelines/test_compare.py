@@ -13,8 +13,8 @@ from pipelines import compare
 from pipelines.datasets import ownership
 from pipelines.scoring import outputs as out
 from tests.conftest import REPO_ROOT
+from tests.e2e.test_gcs import BUCKET, gcs, gcs_server  # noqa: F401  (fixtures)
 from tests.evaluation_fixture import data_values, inline_images, png_size, write_evaluation_dir
-from tests.test_gcs import BUCKET, gcs, gcs_server  # noqa: F401  (fixtures)
 from trainer.metrics import MetricsAccumulator, score_videos
 
 VIDEOS, CLASSES = 500, 30

@@ -15,6 +15,7 @@ import pytest
 from pipelines import synth
 from schemas import features as F
 from schemas.quantization import dequantize
+from tests.conftest import REPO_ROOT
 
 tf = pytest.importorskip("tensorflow")
 
@@ -426,7 +427,7 @@ def test_module_runs_as_a_script():
         [sys.executable, "-m", "pipelines.synth", "--help"],
         capture_output=True,
         text=True,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        cwd=str(REPO_ROOT),
         timeout=60,
     )
     assert result.returncode == 0, result.stderr

@@ -10,9 +10,9 @@ import sys
 from absl import logging as absl_logging
 
 from pipelines.cli import SUBCOMMANDS
+from tests.conftest import REPO_ROOT
 from trainer.startup import VERBOSE_ENV, quiet_startup
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOISE = ("oneDNN custom operations", "absl::InitializeLog", "Could not find cuda drivers")
 
 

@@ -11,7 +11,7 @@ from pipelines import preprocess
 from pipelines.synth import SynthConfig, generate
 from schemas import features as F
 from schemas.preprocessed import layout_from_arrow_schema
-from tests.test_preprocessed_schema import _legacy_record_batch
+from tests.schemas.test_preprocessed import _legacy_record_batch
 from trainer import inputs
 
 
