@@ -19,6 +19,7 @@ $(STAMP): requirements.lock setup.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q

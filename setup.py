@@ -33,6 +33,7 @@ setup(
             "ruff>=0.6",
             "duckdb>=1.1",
             "dask[distributed]>=2024.4.2",
+            "import-linter>=2.1,<3",
         ],
     },
     entry_points={"console_scripts": ["fewframes=pipelines.cli:main"]},
