@@ -119,7 +119,7 @@ def _measure(method: str, files: list[str], export: str, output: str) -> dict:
 def metrics_time(videos: int = 100_000, classes: int = 3862, batch: int = 1000) -> dict:
     import numpy as np
 
-    from pipelines.scoring.job import MetricsCombineFn
+    from pipelines.scoring.combiners import MetricsCombineFn
     from trainer.metrics import MetricsAccumulator, score_videos
 
     rng = np.random.default_rng(0)

@@ -210,7 +210,7 @@ def test_transform_from_refuses_a_source_whose_arrays_do_not_match_its_manifest(
 
 def test_the_trainer_reads_the_parameters_without_importing_pipelines(constant_dim):
     code = (
-        "import sys, json; from trainer.models.normalization import zscore_parameters; "
+        "import sys, json; from trainer.inputs import zscore_parameters; "
         f"d = {str(constant_dim / 'train')!r}; "
         "m = json.load(open(d + '/manifest.json')); mean, scale = zscore_parameters(d, m); "
         "print(sorted(n for n in sys.modules if n.split('.')[0] in ('pipelines', 'tensorflow_transform')))"

@@ -140,7 +140,6 @@ def train(
     from trainer import distribution as D
     from trainer import inputs as I
     from trainer.distill import DistillationModel, FramesClassifier
-    from trainer.models.normalization import feature_dim, zscore_parameters
     from trainer.training.checkpoints import CheckpointCallback, CheckpointManager, StopRequest
     from trainer.training.evaluation import EvalCallback
     from trainer.training.summaries import tensorboard_callback
@@ -176,17 +175,17 @@ def train(
     if distribution.workers > 1 and config.input_format == "auto" and "parquet" in plan.manifest["formats"]:
         fmt = "parquet"  # its footers count each worker's share; TFRecord would be read to count
     eval_fmt = I.resolve_format(eval_plan, config.input_format, backend) if eval_plan else None
-    zscore = zscore_parameters(plan.dataset_dir, plan.manifest)
+    zscore = inputs.zscore_parameters(plan.dataset_dir, plan.manifest)
     if zscore is not None and tuple(features) != F.FRAME_FEATURES:
         raise I.InputMismatch("a z-scored dataset needs --features rgb,audio (the analysis covers both)")
     if eval_plan is not None:
-        check_same_zscore(zscore, zscore_parameters(eval_plan.dataset_dir, eval_plan.manifest))
+        check_same_zscore(zscore, inputs.zscore_parameters(eval_plan.dataset_dir, eval_plan.manifest))
 
     if config.mixed_precision == "on" or (config.mixed_precision == "auto" and _gpu_visible()):
         keras.mixed_precision.set_global_policy("mixed_float16" if backend != "jax" else "mixed_bfloat16")
 
     write_or_check_config(config, chief)
-    input_dim = feature_dim(features)
+    input_dim = F.feature_dim(features)
     widths = _model_widths(plan, view)
     with distribution.scope():
         keras.utils.set_random_seed(config.seed)
