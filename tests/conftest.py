@@ -70,6 +70,7 @@ def make_dataset(
     kind="frame",
     partition="train",
     extra=(),
+    frame_model="shots",
 ) -> pathlib.Path:
     """Synthetic shards -> a preprocessed dataset (Parquet + TFRecord) under `root`."""
     from pipelines import preprocess
@@ -86,6 +87,7 @@ def make_dataset(
             max_frames=frames[1],
             seed=seed,
             partition=partition,
+            frame_model=frame_model,
         ),
         progress=False,
     )

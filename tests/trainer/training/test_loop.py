@@ -43,9 +43,13 @@ def _labels(records, num_classes):
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("quality")
     frames = (30, 200)
-    train = make_dataset(root / "train", videos=480, classes=CLASSES, seed=17, frames=frames, view=VIEW)
-    validate = make_dataset(root / "validate", videos=160, classes=CLASSES, seed=17, frames=frames, view=VIEW,
-                            partition="validate")  # fmt: skip
+    # The earlier iid frames, where a 4-frame view loses information by construction. On the
+    # shot frames (synth's default since 2026-12-04) four frames of 30 to 200 hold nearly all
+    # that this generator puts in a video: measured teacher 0.606 vs student 0.601 GAP with this
+    # fixture, inside the 0.01 margin below (the shot-frame tables are in benchmarks/RESULTS.md).
+    data = {"classes": CLASSES, "seed": 17, "frames": frames, "view": VIEW, "frame_model": "iid"}
+    train = make_dataset(root / "train", videos=480, **data)
+    validate = make_dataset(root / "validate", videos=160, partition="validate", **data)
     base = ["--train", str(train), "--view", VIEW, *COMMON]
     teacher_summary = _train([*base, "--job-dir", str(root / "teacher"), "--mode", "teacher", "--teacher",
                               "dbof-small", "--eval", str(validate)])  # fmt: skip
