@@ -123,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--num-classes", type=int, default=F.NUM_CLASSES_V2, help="3862 for 2018/2019 data, 4716 for 2017"
     )
     parser.add_argument("--partition", default="", help="train, validate or test (recorded in the manifest)")
+    parser.add_argument(
+        "--segments",
+        choices=("auto", "keep"),
+        default="auto",
+        help="rated 2019 segment columns: auto (when the first record of any shard has ratings) or "
+        "keep (always; for shards whose ratings start after their first record)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a dataset already at --output")
     parser.add_argument(
         "--drop-duplicate-ids",
@@ -233,9 +240,11 @@ def _transform_source(source_dataset: str, output: str) -> tuple[str, bytes]:
 
 def _detect_layout(args, input_paths: list[str]) -> DatasetLayout:
     """The dataset's layout from the inputs: their kind from the first record; segment
-    columns when the first record of any shard carries rated segments (2018 and 2019
-    shards may be mixed). A record whose ratings the layout still cannot keep shows in
-    the manifest as rated segments read != written (unbalanced), never silently."""
+    columns with `--segments keep`, or when the first record of any shard carries rated
+    segments (2018 and 2019 shards may be mixed; reading every record to decide would read
+    the input twice). A record whose ratings the layout still cannot keep shows in the
+    manifest as rated segments read != written (unbalanced, the error names `--segments
+    keep`), never silently."""
     first = read.first_record(input_paths)
     kind = raw.detect_kind(first)
     if kind == F.VIDEO_LEVEL:
@@ -244,7 +253,8 @@ def _detect_layout(args, input_paths: list[str]) -> DatasetLayout:
         F.FRAME_LEVEL,
         frame_dtype=args.frame_dtype,
         teacher_view=args.teacher_view,
-        segments=any(raw.has_segments(record) for record in read.first_record_of_each(input_paths)),
+        segments=args.segments == "keep"
+        or any(raw.has_segments(record) for record in read.first_record_of_each(input_paths)),
         view=str(args.view),
     )
 

@@ -216,6 +216,12 @@ def write_last(
                 f"record accounting does not balance: read {result['records_read']}, written "
                 f"{result['records_written']}, failed {result['records_failed']}; rated segments read "
                 f"{result.get('rated_segments_read', 0)}, written {result.get('rated_segments', 0)}"
+                + (
+                    " (ratings in records after the first of their shard: preprocess with --segments keep)"
+                    if result.get("rated_segments_read", 0) > result.get("rated_segments", 0)
+                    and not result["schema"].get("segments")
+                    else ""
+                )
             )
         return result
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 import tensorflow as tf
 
 from pipelines import preprocess
@@ -123,6 +124,22 @@ def test_a_segment_rated_shard_after_an_unrated_one_keeps_every_rating(tmp_path)
     expected = _rated_segments(29)
     for name in F.SEGMENT_FIELDS:
         assert np.array_equal(rows["rated4"][name], expected[name]), name
+
+
+def test_ratings_that_start_after_a_shards_first_record_are_refused_or_kept_with_segments_keep(tmp_path):
+    raw_dir = tmp_path / "raw"
+    raw_dir.mkdir()
+    # The only shard starts with an unrated video: auto cannot see the later 2 x 3 ratings.
+    videos = [("plain", [1], None), ("rated0", [2], _rated_segments(3)), ("rated1", [2], _rated_segments(3))]
+    _write_shard(raw_dir / "train0000.tfrecord", videos)
+    argv = ["--input", f"{raw_dir}/train*.tfrecord", "--num-classes", "6"]
+    with pytest.raises(RuntimeError, match=r"rated segments read 6, written 0 .*--segments keep"):
+        preprocess.run([*argv, "--output", str(tmp_path / "auto")])
+    summary = preprocess.run([*argv, "--output", str(tmp_path / "keep"), "--segments", "keep"])
+    assert summary["schema"]["segments"] is True and summary["balanced"]
+    assert summary["rated_segments_read"] == summary["rated_segments"] == 6
+    _, rows = _rows(tmp_path / "keep")
+    assert len(rows["plain"][F.SEGMENT_LABELS]) == 0 and len(rows["rated1"][F.SEGMENT_LABELS]) == 3
 
 
 def test_a_repeated_label_counts_once_and_its_copies_are_counted_as_removed(tmp_path):
