@@ -84,9 +84,11 @@ def failed_share(records_read: int, records_failed: int, max_failed_fraction: fl
 
 
 def exit_code(prog: str, summary: dict, balanced_key: str = "balanced") -> int:
-    """1 unless the summary balances, EXIT_TOO_MANY_FAILED when too many records failed
-    (the reason on stderr), else 0."""
+    """1 unless the summary balances, EXIT_TOO_MANY_FAILED when too many records failed,
+    else 0; the reason of a non-zero code in one line on stderr."""
     if not summary[balanced_key]:
+        reason = summary.get("unbalanced_reason", "records read != records written + failed")
+        print(f"{prog}: error: {reason}", file=sys.stderr)
         return 1
     if summary.get("too_many_failed"):
         print(f"{prog}: error: {summary['too_many_failed_reason']}", file=sys.stderr)

@@ -210,9 +210,10 @@ def write_last(
             {"count": duplicate_count, **duplicates},
             outputs,
         )
-        write_json(path, result)
         if not result["balanced"]:
-            raise RuntimeError(
+            # Recorded, not raised: the command that launched the job reads the manifest and
+            # exits 1 with this line (runner.exit_code) instead of a worker's traceback.
+            result["unbalanced_reason"] = (
                 f"record accounting does not balance: read {result['records_read']}, written "
                 f"{result['records_written']}, failed {result['records_failed']}; rated segments read "
                 f"{result.get('rated_segments_read', 0)}, written {result.get('rated_segments', 0)}"
@@ -223,6 +224,7 @@ def write_last(
                     else ""
                 )
             )
+        write_json(path, result)
         return result
 
     file_lists = {fmt: beam.pvalue.AsList(files) for fmt, files in written.items()}
