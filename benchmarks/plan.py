@@ -41,7 +41,7 @@ RATE_PREPROCESS_TEACHER_UINT8 = 690  # + --teacher-view --frame-dtype uint8 (707
 RATE_PREPROCESS_TEACHER_FLOAT16 = 360  # + --teacher-view, float16 frames (363 and 354)
 # Same section: pipelines.evaluate with 3,862-class H-LSTM exports on the same shards.
 RATE_SCORE_STUDENT = 58  # hlstm-student export, every_n:10 (56.5 and 59.2)
-RATE_SCORE_TEACHER = 7.2  # hlstm export, all frames
+RATE_SCORE_TEACHER = 7.2  # hlstm export, all frames (7.22 and 7.13)
 # "Preprocessing": two workers on two cores read 1.46x one worker (reading span); taken as the
 # share of each further core a worker VM gets.
 CORE_EFFICIENCY = 1.46 / 2
@@ -150,14 +150,14 @@ def plan_dataflow(job: DataflowJob, machine: str, seconds: float) -> dict:
     }  # fmt: skip
 
 
-def plan_gpu(job: str, gpus: int, epoch_videos: int) -> dict:
+def plan_gpu(job: str, gpus: int, epoch_videos: int, seconds: float = 1800.0) -> dict:
     rate = GPU_RATES[job]
     one_gpu_s = epoch_videos / rate
     return {
         "job": job, "gpus": gpus, "epoch_s": one_gpu_s / gpus, "gpu_hours": one_gpu_s / 3600,
         "cost": one_gpu_s / 3600 * PRICE_GPU_HOUR,
         "input_bytes_per_s": gpus * rate * GPU_INPUT_BYTES[job],
-        "gpus_for_30_min_epoch": math.ceil(one_gpu_s / 1800),
+        "gpus_for_epoch_in_time": math.ceil(one_gpu_s / seconds),
     }  # fmt: skip
 
 
@@ -193,15 +193,15 @@ def report(minutes: float, machine: str) -> str:
         "",
         f"GPU training, one epoch of {epoch:,} train videos, ${PRICE_GPU_HOUR:.2f} per GPU-hour:",
         "",
-        "| job | examples/s per GPU | epoch on 1 GPU | on 8 GPUs | GPUs for a 30-minute epoch "
+        f"| job | examples/s per GPU | epoch on 1 GPU | on 8 GPUs | GPUs for a {minutes:g}-minute epoch "
         "| GPU-hours per epoch | cost per epoch | input on 8 GPUs |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for job in GPU_RATES:
-        one, eight = plan_gpu(job, 1, epoch), plan_gpu(job, 8, epoch)
+        one, eight = plan_gpu(job, 1, epoch, seconds), plan_gpu(job, 8, epoch, seconds)
         lines.append(
             f"| {job} | {GPU_RATES[job]:,} | {one['epoch_s'] / 60:.1f} min | {eight['epoch_s'] / 60:.1f} min "
-            f"| {one['gpus_for_30_min_epoch']} | {one['gpu_hours']:.2f} | ${one['cost']:.2f} "
+            f"| {one['gpus_for_epoch_in_time']} | {one['gpu_hours']:.2f} | ${one['cost']:.2f} "
             f"| {eight['input_bytes_per_s'] / 1e9:.1f} GB/s |"
         )
     return "\n".join(lines)

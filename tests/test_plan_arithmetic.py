@@ -31,7 +31,7 @@ def test_each_dataflow_job_gets_the_fewest_vms_that_process_and_move_its_videos_
 @pytest.mark.parametrize("job", sorted(plan.GPU_RATES))
 def test_the_gpus_for_a_half_hour_epoch_are_the_fewest_that_read_every_train_video(job):
     videos = plan.VIDEOS["train"]
-    gpus = plan.plan_gpu(job, 1, videos)["gpus_for_30_min_epoch"]
+    gpus = plan.plan_gpu(job, 1, videos, SECONDS)["gpus_for_epoch_in_time"]
     assert gpus * plan.GPU_RATES[job] * SECONDS >= videos > (gpus - 1) * plan.GPU_RATES[job] * SECONDS
 
 
