@@ -4,8 +4,9 @@
 
 Prints the planning table of `benchmarks/RESULTS.md` ("Planning: the whole of YouTube-8M on
 Dataflow and GPUs") from the constants below, each with its source: rates measured in
-RESULTS.md (per core of the 2-core development machine), bytes measured on the real sample
-shards, and dataset sizes and list prices as remembered (no internet here to check them).
+RESULTS.md (per CPU second on one core of the shared 2-core development machine; GPU rates on
+an H200), bytes measured on the real sample shards, and dataset sizes, network caps and list
+prices as remembered (no internet here to check them).
 Change a constant, rerun, and every cell follows. Standard library only.
 
 A Dataflow row: core-hours = videos / rate / 3600. vCPUs for the run = videos / (rate x
