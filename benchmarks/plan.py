@@ -69,7 +69,7 @@ PRICE_PD_GB_HOUR = 0.000054  # standard persistent disk, per GB-hour
 PD_GB_PER_WORKER = 25  # Dataflow's boot disk with Dataflow Shuffle (batch default)
 PRICE_SHUFFLE_GB = 0.011  # Dataflow Shuffle, batch, per GB processed
 # Compute Engine per-VM egress: 2 Gbps per vCPU, at most 16 Gbps (N1) or 32 Gbps (N2); ingress
-# is taken to be the same (the documentation promises no figure for it).
+# is taken to be the same (we remember no figure for it).
 GBPS_PER_VCPU = 2.0
 GBPS_CAP = {"n1": 16.0, "n2": 32.0}
 
