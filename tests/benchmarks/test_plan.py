@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks import plan
-from pipelines.tfrecord_io import Record, iter_frames
+from pipelines.records.tfrecord_io import Record, iter_frames
 
 SECONDS = 30 * 60
 
