@@ -20,7 +20,7 @@ invisible to any student. This module measures that limit on the same videos:
     .venv/bin/python benchmarks/ceiling.py [--views every_n:10,every_n:30] [--seeds 0,1,2] \
         [--min-window-frames N] [--frame-model shots|iid] [--noise-correlation R (iid only)]
 
-`benchmarks/train.py quality` runs it on each seed's data and reports it with the
+`benchmarks/train_quality.py` runs it on each seed's data and reports it with the
 trained models.
 """
 
@@ -175,7 +175,7 @@ def report(per_seed: list[dict], views: list[str]) -> str:
 
 def partitions(seed: int, args) -> tuple[dict, dict]:
     """The `SynthConfig` fields of the train and validate partitions of `seed`, as
-    `benchmarks/train.py quality` generates them (its dataset stamps hold these dicts)."""
+    `benchmarks/train_quality.py` generates them (its dataset stamps hold these dicts)."""
     min_frames, max_frames = (int(x) for x in args.frames.split(":"))
     common = {"kind": "frame", "classes": args.classes, "min_frames": min_frames, "max_frames": max_frames}
     # Generator options only when given: earlier datasets' stamps then still match.
@@ -192,7 +192,7 @@ def partitions(seed: int, args) -> tuple[dict, dict]:
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """The data flags shared with `benchmarks/train.py quality` (same names, same defaults)."""
+    """The data flags shared with `benchmarks/train_quality.py` (same names, same defaults)."""
     parser.add_argument("--videos", type=int, default=1200, help="training videos per seed")
     parser.add_argument("--eval-videos", type=int, default=400, help="validate videos per seed")
     parser.add_argument("--classes", type=int, default=20)

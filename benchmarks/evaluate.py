@@ -33,11 +33,11 @@ import subprocess
 import sys
 import time
 
-from pipelines.scoring import job as scoring_job
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from pipelines.scoring import job as scoring_job  # noqa: E402
 
 NUM_CLASSES = 100
 VIEW = "every_n:10"

@@ -20,13 +20,13 @@ import glob
 import os
 import sys
 
-from pipelines import synth
-from pipelines.synthetic import realism
-from schemas import features as F  # noqa: E402
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
+
+from pipelines import synth  # noqa: E402
+from pipelines.synthetic import realism  # noqa: E402
+from schemas import features as F  # noqa: E402
 
 # ../shared/data/README.md: 143 real videos of the frame sample's source.
 REAL_143 = {

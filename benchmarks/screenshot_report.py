@@ -23,10 +23,10 @@ import subprocess
 import sys
 import tempfile
 
-from pipelines.scoring import report
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+
+from pipelines.scoring import report  # noqa: E402
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 

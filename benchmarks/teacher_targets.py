@@ -29,11 +29,11 @@ import statistics
 import sys
 import time
 
-from trainer import inputs
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from trainer import inputs  # noqa: E402
 
 NUM_CLASSES = 3862
 GOAL = 5.0

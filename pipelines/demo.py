@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--videos", type=int, default=1200, help="training videos (validate gets a third)")
     p.add_argument("--classes", type=int, default=20)
     p.add_argument("--frames", default="30:300", help="frames per video, MIN:MAX")
-    # The CPU-sized H-LSTM pair: in benchmarks/train.py distillation at every_n:10 beat the
+    # The CPU-sized H-LSTM pair: in benchmarks/train_quality.py distillation at every_n:10 beat the
     # student alone in every seed with it (with dbof-small it did not; see RESULTS.md).
     p.add_argument("--teacher", default="hlstm-small", help="teacher preset")
     p.add_argument("--student", default="hlstm-small", help="student preset")
