@@ -16,6 +16,7 @@ from apache_beam.io.iobase import Write
 from pipelines.datasets import ownership, transform
 from pipelines.records.coders import VideoRow, row_nbytes
 from pipelines.runner import UsageError
+from schemas import zscore
 from schemas.preprocessed import (
     DUPLICATES_NAME,
     ERRORS_DIR,
@@ -45,7 +46,8 @@ def prepare_output(output: str, overwrite: bool) -> None:
 
 DATASET_CLAIMS = ownership.Claims(
     "dataset",
-    files=(MANIFEST_NAME,),
+    # The z-score step (--zscore, --transform-from) writes its parameters beside TFT's directories.
+    files=(MANIFEST_NAME, f"{TRANSFORM_DIR}/{zscore.PARAMETERS_NAME}"),
     shards=(
         (f"{PARQUET}/{SHARD_PREFIX}", ".parquet"),
         (f"{TFRECORD}/{SHARD_PREFIX}", ".tfrecord"),
