@@ -99,7 +99,10 @@ class ParquetTableSink(filebasedsink.FileBasedSink):
         return handle, pq.ParquetWriter(handle, self._schema, compression=self._codec, **self._writer_options)
 
     def write_record(self, handle_and_writer, table: pa.Table) -> None:
-        handle_and_writer[1].write_table(table)
+        # BatchElements emits an empty batch when a bundle's first row alone exceeds the row
+        # group size; written, it would be an empty row group.
+        if table.num_rows:
+            handle_and_writer[1].write_table(table)
 
     def close(self, handle_and_writer) -> None:
         handle, writer = handle_and_writer

@@ -163,6 +163,19 @@ def test_only_the_formats_asked_for_are_written_and_gzip_tfrecords_say_so(tmp_pa
     _assert_same_rows([LAYOUT.row_from_tf_example(record) for record in records], rows)
 
 
+def test_a_parquet_row_group_holds_about_the_bytes_asked_for(tmp_path):
+    rows = _rows(6)
+    one_row_each = _args("--num-shards", "1", "--parquet-row-group-mb", str(1 / 2**20))  # 1 byte
+    _write(tmp_path / "small", rows, one_row_each)
+    _write(tmp_path / "large", rows, _args("--num-shards", "1", "--parquet-compression", "snappy"))
+    small = pq.ParquetFile(tmp_path / "small" / "parquet" / "part-00000-of-00001.parquet")
+    large = pq.ParquetFile(tmp_path / "large" / "parquet" / "part-00000-of-00001.parquet")
+    assert small.metadata.num_row_groups == 6 and large.metadata.num_row_groups == 1
+    assert small.metadata.row_group(0).column(0).compression == "ZSTD"  # the default codec
+    assert large.metadata.row_group(0).column(0).compression == "SNAPPY"
+    _assert_same_rows(LAYOUT.rows_from_table(small.read()), rows)
+
+
 def test_the_sink_flags_have_their_defaults_and_the_manifest_records_them(capsys):
     assert write.output_options(_args()) == {
         "parquet_compression": "zstd",
