@@ -16,6 +16,7 @@ from apache_beam.io.iobase import Write
 from pipelines.datasets import ownership, transform
 from pipelines.records.coders import VideoRow, row_nbytes
 from pipelines.runner import UsageError
+from schemas import zscore
 from schemas.preprocessed import (
     DUPLICATES_NAME,
     ERRORS_DIR,
@@ -45,7 +46,8 @@ def prepare_output(output: str, overwrite: bool) -> None:
 
 DATASET_CLAIMS = ownership.Claims(
     "dataset",
-    files=(MANIFEST_NAME,),
+    # The z-score step (--zscore, --transform-from) writes its parameters beside TFT's directories.
+    files=(MANIFEST_NAME, f"{TRANSFORM_DIR}/{zscore.PARAMETERS_NAME}"),
     shards=(
         (f"{PARQUET}/{SHARD_PREFIX}", ".parquet"),
         (f"{TFRECORD}/{SHARD_PREFIX}", ".tfrecord"),
@@ -97,7 +99,10 @@ class ParquetTableSink(filebasedsink.FileBasedSink):
         return handle, pq.ParquetWriter(handle, self._schema, compression=self._codec, **self._writer_options)
 
     def write_record(self, handle_and_writer, table: pa.Table) -> None:
-        handle_and_writer[1].write_table(table)
+        # BatchElements emits an empty batch when a bundle's first row alone exceeds the row
+        # group size; written, it would be an empty row group.
+        if table.num_rows:
+            handle_and_writer[1].write_table(table)
 
     def close(self, handle_and_writer) -> None:
         handle, writer = handle_and_writer

@@ -3,8 +3,6 @@
 import json
 
 from pipelines import cli
-from pipelines.scoring import job as scoring_job
-from pipelines.scoring import outputs
 
 
 def test_demo_runs_end_to_end_resumes_and_distillation_beats_the_plain_student(tmp_path, capsys):
@@ -46,24 +44,6 @@ def test_demo_runs_end_to_end_resumes_and_distillation_beats_the_plain_student(t
     assert second.count("already done, skipped") == 11
 
 
-def test_the_demo_evaluates_with_the_vocabulary_its_synthetic_shards_come_with(tmp_path):
-    from pipelines import demo
-    from pipelines.synth import SynthConfig, generate
-
-    args = demo.build_parser().parse_args(["--workdir", str(tmp_path / "demo"), "--classes", "12"])
-    runner = demo.Demo(args)
-    generate(runner.path("raw"), SynthConfig(kind="frame", videos=4, shards=1, classes=12, seed=demo.SEED),
-             progress=False)  # fmt: skip
-    argv = runner.evaluate_argv(runner.path("jobs", "student"), runner.path("eval", "student"))
-    parsed, _ = scoring_job.parse_args(argv)
-    vocabulary = outputs.read_vocabulary(parsed.vocabulary, {"num_classes": 12})
-    assert len(vocabulary.names) == 12 and all(vocabulary.verticals)
-    assert parsed.input == [runner.path("raw", "validate*.tfrecord")]
-    # The real-data demo names its own vocabulary, once.
-    real = runner.evaluate_argv("job", "out", "shards", ("--vocabulary", "real.csv", "--jsonl"))
-    assert real.count("--vocabulary") == 1 and scoring_job.parse_args(real)[0].vocabulary == "real.csv"
-
-
 def test_real_video_level_demo_names_its_predictions(shared_data_dir, tmp_path, capsys):
     import csv
 
@@ -85,22 +65,3 @@ def test_real_video_level_demo_names_its_predictions(shared_data_dir, tmp_path, 
     first = json.loads((evaluation / "predictions.jsonl").read_text().splitlines()[0])
     assert all(p["name"] == names[p["class"]] for p in first["predictions"])
     assert first["predictions"][0]["name"] in capsys.readouterr().out
-
-
-def test_demo_stops_before_any_work_on_a_machine_short_of_disk_or_memory(tmp_path, monkeypatch, capsys):
-    from pipelines import demo
-
-    workdir = tmp_path / "demo"
-    (workdir / "raw").mkdir(parents=True)
-    (workdir / "raw" / ".train.done").touch()  # an earlier run's step marker
-
-    monkeypatch.setattr(demo, "MIN_FREE_DISK_GB", 1e9)
-    assert cli.main(["demo", "--workdir", str(workdir)]) == 2
-    assert "GB free; the demo needs" in capsys.readouterr().err
-    assert (workdir / "raw" / ".train.done").exists()  # nothing touched without --restart
-
-    monkeypatch.setattr(demo, "MIN_FREE_DISK_GB", 0.0)
-    monkeypatch.setattr(demo, "MIN_MEMORY_GB", 1e9)
-    assert cli.main(["demo", "--workdir", str(workdir), "--restart"]) == 2
-    assert "GB of memory; the demo needs" in capsys.readouterr().err
-    assert not workdir.exists()  # --restart deleted the earlier run; no step ran after the check

@@ -16,11 +16,10 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines import preprocess
-from pipelines.datasets import ownership, write
+from pipelines.datasets import ownership
 from pipelines.records import parse, tfrecord_io
 from pipelines.records.parse import ParseConfig
 from pipelines.runner import local_runner
-from pipelines.scoring import job as scoring_job
 from pipelines.synth import SynthConfig, generate
 from schemas import features as F
 from schemas import raw
@@ -548,29 +547,6 @@ def test_no_duplicate_check_says_so_and_still_balances(damaged_input, tmp_path):
     assert "duplicate ids: not checked" in preprocess.format_summary(summary, 1.0)
     with pytest.raises(SystemExit):
         _run(damaged_input["dir"], tmp_path / "other", "--no-duplicate-check", "--drop-duplicate-ids")
-
-
-def test_the_claims_recorded_before_a_run_own_every_sinks_temporary_files(tmp_path):
-    """A run that crashes mid-write leaves Beam's temp directories behind; the claims written
-    before it started must own their files, so that --overwrite can delete them."""
-    from apache_beam.coders.coders import ToBytesCoder
-    from apache_beam.io.filebasedsink import FileBasedSink
-
-    output = str(tmp_path / "out")
-    sinks = {
-        write.DATASET_CLAIMS: [
-            write.shard_prefix(output, "parquet"),
-            write.shard_prefix(output, "tfrecord"),
-            f"{output}/errors/{preprocess.FAILURES_NAME}",
-            f"{output}/errors/{preprocess.DUPLICATES_NAME}",
-        ],
-        scoring_job.EVALUATION_CLAIMS: [f"{output}/{name}" for name in ("failed", "predictions", "videos")],
-    }
-    for claims, prefixes in sinks.items():
-        for prefix in prefixes:
-            temp = FileBasedSink(prefix, ToBytesCoder())._create_temp_dir(prefix)
-            assert claims.owns(f"{temp[len(output) + 1 :]}/0f1e2d3c-4b5a.tmp"), (claims.kind, temp)
-        assert not claims.owns("beam-temp-notes/x") and not claims.owns("errors/beam-temp-x-1/y")
 
 
 def test_a_job_that_fails_more_than_the_max_failed_fraction_exits_3_and_keeps_the_dataset(tmp_path, capsys):
