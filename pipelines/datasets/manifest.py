@@ -220,7 +220,7 @@ def write_last(
                 + (
                     " (ratings in records after the first of their shard: preprocess with --segments keep)"
                     if result.get("rated_segments_read", 0) > result.get("rated_segments", 0)
-                    and not result["schema"].get("segments")
+                    and not result.get("schema", {}).get("segments")
                     else ""
                 )
             )
