@@ -37,7 +37,12 @@ class Vocabulary:
             raise ValueError(
                 f"{path} is not a YouTube-8M vocabulary CSV (needs columns {VOCABULARY_COLUMNS})"
             )
-        by_index = {int(r["Index"]): r for r in rows}
+        indexes = [_index(row, path) for row in rows]
+        by_index = dict(zip(indexes, rows, strict=True))
+        if len(by_index) != len(rows):
+            # A later row would silently replace an earlier one, losing a class's name.
+            repeated = min(i for i in by_index if indexes.count(i) > 1)
+            raise ValueError(f"{path}: Index {repeated} appears {indexes.count(repeated)} times")
         if sorted(by_index) != list(range(len(by_index))):
             raise ValueError(f"{path}: Index column is not 0..{len(by_index) - 1}")
         ordered = [by_index[i] for i in range(len(by_index))]
@@ -46,6 +51,13 @@ class Vocabulary:
             verticals=tuple(r["Vertical1"] or "(Unknown)" for r in ordered),
             sha256=hashlib.sha256(content).hexdigest(),
         )
+
+
+def _index(row: dict, path: str) -> int:
+    try:
+        return int(row["Index"])
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: Index {row['Index']!r} is not a whole number") from None
 
 
 @dataclasses.dataclass(frozen=True)

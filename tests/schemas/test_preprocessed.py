@@ -266,30 +266,3 @@ def test_invalid_layouts_are_refused():
 def test_parquet_without_layout_metadata_is_refused():
     with pytest.raises(ValueError, match="not written by fewframes"):
         layout_from_arrow_schema(pa.schema([("id", pa.string())]))
-
-
-def test_targets_encodings_keep_the_top_classes_and_the_rest_as_their_mean():
-    from schemas.targets import TargetsEncoding
-
-    predictions = np.array([[0.1, 0.9, 0.3, 0.05, 0.2], [0.5, 0.5, 0.0, 0.25, 0.75]], np.float32)
-    exact = TargetsEncoding.parse("all")
-    assert np.array_equal(
-        exact.dense_numpy(
-            {F.TEACHER_PREDICTIONS: [r[F.TEACHER_PREDICTIONS] for r in exact.encode(predictions)]}, 5
-        ),
-        predictions,
-    )
-    top = TargetsEncoding.parse("top_k:2")
-    encoded = top.encode(predictions)
-    assert encoded[0][F.TEACHER_TOP_CLASSES].tolist() == [1, 2]
-    assert encoded[1][F.TEACHER_TOP_CLASSES].tolist() == [4, 0]  # ties: the lower class first
-    columns = {name: [row[name] for row in encoded] for name in top.prediction_columns()}
-    dense = top.dense_numpy(columns, 5)
-    np.testing.assert_allclose(dense[0], [0.35 / 3, 0.9, 0.3, 0.35 / 3, 0.35 / 3], rtol=1e-6)
-    np.testing.assert_allclose(dense[1], [0.5, 0.75 / 3, 0.75 / 3, 0.75 / 3, 0.75], rtol=1e-6)
-    assert top.bytes_per_video(3862, 1024) == 6 * 2 + 4 + 4 * 1024
-    with pytest.raises(ValueError, match="top_k:5 keep every one"):
-        DatasetLayout(F.FRAME_LEVEL, teacher_targets="top_k:5", num_classes=5, representation_dim=3)
-    for text in ("top_k", "top:3", "all:2", "top_k:0"):
-        with pytest.raises(ValueError):
-            TargetsEncoding.parse(text)

@@ -1,4 +1,4 @@
-"""ModelSpec, presets, the registry's errors and VideoClassifier end to end."""
+"""ModelSpec (its JSON and its errors) and VideoClassifier end to end."""
 
 import json
 
@@ -12,14 +12,10 @@ from trainer.models import (
     ModelSpec,
     VideoClassifier,
     aggregator_names,
-    build_aggregator,
     get_preset,
-    make_config,
-    preset_names,
 )
 
 D, C = 12, 5
-YT8M_FRAME_DIM = 1024 + 128
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +34,7 @@ def numpy_outputs(outputs):
     return {key: keras.ops.convert_to_numpy(value) for key, value in outputs.items()}
 
 
-# ----- ModelSpec and the registry ---------------------------------------------------------
+# ----- ModelSpec ------------------------------------------------------------------------------
 def test_model_spec_round_trips_through_json():
     spec = ModelSpec("netvlad", "moe", {"clusters": 8}, {"num_mixtures": 3})
     assert ModelSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
@@ -66,75 +62,6 @@ def test_model_spec_errors_name_the_valid_choices():
         ModelSpec("mean", "moe", {"units": 3})
     with pytest.raises(ValueError, match=r"unknown ModelSpec key\(s\) model; valid keys: aggregator, head"):
         ModelSpec.from_dict({"aggregator": "mean", "head": "moe", "model": "x"})
-
-
-def test_make_config_checks_kind_types_and_values():
-    with pytest.raises(ValueError, match=r"unknown kind 'backbone'; expected one of aggregator, head"):
-        make_config("backbone", "mean", {})
-    with pytest.raises(ValueError, match=r"DBoFConfig.pooling must be one of max, mean; got 'sum'"):
-        make_config("aggregator", "dbof", {"pooling": "sum"})
-    with pytest.raises(ValueError, match=r"HierarchicalLSTMConfig.full_state must be bool, got 1"):
-        make_config("aggregator", "hlstm", {"full_state": 1})
-    with pytest.raises(ValueError, match=r"need hidden_size > 0"):
-        make_config("aggregator", "netvlad", {"hidden_size": 0})
-    # JSON writes 1.0 as 1: an int is accepted for a float field, and stored as a float.
-    assert make_config("head", "moe", {"l2_penalty": 1}).l2_penalty == 1.0
-
-
-def test_build_aggregator_takes_layer_kwargs():
-    layer = build_aggregator("lstm", {"units": 3}, name="teacher_lstm")
-    assert layer.name == "teacher_lstm" and layer.config.units == 3
-
-
-# ----- presets ------------------------------------------------------------------------------
-REQUIRED_PRESETS = {
-    "hlstm",
-    "lstm",
-    "dbof",
-    "netvlad",
-    "nextvlad",
-    "mean-logistic",
-    "max-logistic",
-    "video-logistic",
-    "video-moe",
-    "hlstm-small",
-    "nextvlad-small",
-    "dbof-small",
-    "mean-moe-small",
-}
-
-
-def test_required_presets_exist():
-    assert REQUIRED_PRESETS <= set(preset_names())
-
-
-def test_unknown_preset_lists_the_names():
-    with pytest.raises(ValueError, match=r"unknown model preset 'hrnn'; valid presets: dbof, dbof-small"):
-        get_preset("hrnn")
-
-
-def test_the_paper_presets():
-    teacher, student = get_preset("hlstm"), get_preset("hlstm-student")
-    assert (teacher.aggregator, teacher.head) == ("hlstm", "moe")
-    # The paper's representation loss compares the two final states directly.
-    assert (
-        teacher.representation_dim(YT8M_FRAME_DIM) == student.representation_dim(YT8M_FRAME_DIM) == 4 * 1024
-    )
-
-
-@pytest.mark.parametrize("name", preset_names())
-def test_every_preset_has_a_representation_width_for_yt8m_frames(name):
-    assert get_preset(name).representation_dim(YT8M_FRAME_DIM) > 0
-
-
-@pytest.mark.parametrize("name", [name for name in preset_names() if name.endswith("-small")])
-def test_small_presets_build_and_stay_small(name):
-    model = VideoClassifier(get_preset(name), num_classes=C, input_dim=D)
-    outputs = numpy_outputs(model(inputs()))
-    assert outputs[REPRESENTATION].shape == (3, model.representation_dim)
-    assert outputs[PREDICTIONS].shape == (3, C)
-    assert model.representation_dim <= 64
-    assert np.all(np.isfinite(outputs[REPRESENTATION]))
 
 
 # ----- VideoClassifier ----------------------------------------------------------------------

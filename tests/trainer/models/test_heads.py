@@ -162,16 +162,3 @@ def test_get_config_round_trip(name):
     clone(x)
     clone.set_weights(head.get_weights())
     np.testing.assert_allclose(keras.ops.convert_to_numpy(clone(x)), expected, atol=1e-7)
-
-
-def test_build_head_errors_name_the_valid_choices():
-    with pytest.raises(ValueError, match=r"unknown head 'softmax'; valid heads: logistic, moe"):
-        build_head("softmax", C)
-    with pytest.raises(
-        ValueError, match=r"unknown field\(s\) mixtures for head 'moe'; valid fields: num_mixtures"
-    ):
-        build_head("moe", C, {"mixtures": 3})
-    with pytest.raises(ValueError, match=r"MoEConfig.num_mixtures must be int, got '3'"):
-        build_head("moe", C, {"num_mixtures": "3"})
-    with pytest.raises(ValueError, match=r"num_mixtures must be > 0"):
-        build_head("moe", C, {"num_mixtures": 0})
