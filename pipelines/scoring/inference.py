@@ -191,11 +191,22 @@ def _strip_for_scoring(row: dict, keep: set) -> tuple[str, dict]:
     return row[F.ID], {k: v for k, v in row.items() if k in keep}
 
 
+def _error_line(error) -> str:
+    """The exception's own line ("ValueError: ...") of a RunInference dead letter's error.
+
+    Beam gives the error as (type, repr, traceback lines), whose text would put the
+    traceback into the reason; the traceback's last line is the exception's."""
+    if isinstance(error, tuple) and len(error) == 3 and error[2]:
+        text = str(error[2][-1]).strip()
+    else:
+        text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
+
+
 def _failed_batch(failed) -> list[dict]:
-    """RunInference's (batch, exception) dead letter -> one failure per video."""
+    """RunInference's (batch, error) dead letter -> one failure per video."""
     batch, error = failed
-    message = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
-    reason = f"model failed on its batch: {message}"
+    reason = f"model failed on its batch: {_error_line(error)}"
     return [failures.failure("", -1, -1, STAGE_SCORE, reason, key) for key, _ in batch]
 
 
