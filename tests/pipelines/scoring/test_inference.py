@@ -1,10 +1,12 @@
 """RunInference over an export: the handlers, the model's inputs, segments and dead letters."""
 
+import dataclasses
 import glob
 
 import apache_beam as beam
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -168,6 +170,32 @@ def test_video_scoring_handler_keeps_each_videos_top_k_of_the_models_scores(
         assert record["top_scores"] == sorted(record["top_scores"], reverse=True)
         assert record["num_frames"] == row[F.NUM_FRAMES] and record["frames_read"] == len(row[F.RGB])
         assert record["model_seconds"] > 0
+
+
+def test_segment_scoring_handler_scores_each_segment_on_its_own_frames(student_export):
+    rng = np.random.default_rng(6)
+    full = {f: rng.integers(0, 256, (40, F.FEATURE_DIMS[f]), dtype=np.uint8) for f in F.FRAME_FEATURES}
+    row = {
+        F.ID: "rated",
+        **{F.full_view_column(f): frames for f, frames in full.items()},
+        F.SEGMENT_START_TIMES: np.array([0, 10, 30]),
+        F.SEGMENT_END_TIMES: np.array([5, 15, 35]),
+        F.SEGMENT_LABELS: np.array([2, 7, 2]),
+        F.SEGMENT_SCORES: np.array([1.0, 0.0, 1.0], np.float32),
+    }
+    plan = _plan(WHOLE_VIDEOS, frame_dtype="uint8")
+    handler = inference.SegmentScoringHandler(dataclasses.replace(plan, export_dir=str(student_export)))
+    model = handler.load_model()
+    results = handler.run_inference(list(inference.rated_segments(row, plan)), model)
+    assert [r.example for r in results] == ["rated:0", "rated:10", "rated:30"]
+    for result, start, label, positive in zip(
+        results, (0, 10, 30), (2, 7, 2), (True, False, True), strict=True
+    ):
+        frames = {f: dequantize(full[f][start : start + 5])[None] for f in F.FRAME_FEATURES}
+        expected = model.score_frames(frames, [5])["predictions"][0, label]
+        assert result.inference[0] == label and result.inference[2] is positive
+        assert result.inference[1] == pytest.approx(float(expected), abs=1e-6)
+    assert results[0].inference[1] != pytest.approx(results[2].inference[1])  # other frames, other scores
 
 
 def test_beam_run_inference_scores_raw_records_with_the_export(student_export, tiny_frame_dataset):
