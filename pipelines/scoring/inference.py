@@ -1,9 +1,9 @@
 """Beam RunInference over a fewframes export (no tensorflow-hub, no tf_keras).
 
-`_ExportHandler` loads the SavedModel once per worker process and batches by
+`ExportModelHandler` loads the SavedModel once per worker process and batches by
 `min_batch_size` / `max_batch_size`; `RawRecordModelHandler` scores serialized raw
 YouTube-8M records through the export's `serving_default` signature. Dataset rows and
-validated raw records are scored by `pipelines.scoring.VideoScoringHandler`, which
+validated raw records are scored by `pipelines.scoring.inference.VideoScoringHandler`, which
 also reduces each batch to its top-k entries. Wrap in `KeyedModelHandler` to carry keys.
 """
 
@@ -190,11 +190,22 @@ def _strip_for_scoring(row: dict, keep: set) -> tuple[str, dict]:
     return row[F.ID], {k: v for k, v in row.items() if k in keep}
 
 
+def _error_line(error) -> str:
+    """The exception's own line ("ValueError: ...") of a RunInference dead letter's error.
+
+    Beam gives the error as (type, repr, traceback lines), whose text would put the
+    traceback into the reason; the traceback's last line is the exception's."""
+    if isinstance(error, tuple) and len(error) == 3 and error[2]:
+        text = str(error[2][-1]).strip()
+    else:
+        text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
+
+
 def _failed_batch(failed) -> list[dict]:
-    """RunInference's (batch, exception) dead letter -> one failure per video."""
+    """RunInference's (batch, error) dead letter -> one failure per video."""
     batch, error = failed
-    message = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
-    reason = f"model failed on its batch: {message}"
+    reason = f"model failed on its batch: {_error_line(error)}"
     return [failures.failure("", -1, -1, STAGE_SCORE, reason, key) for key, _ in batch]
 
 

@@ -88,33 +88,6 @@ def test_a_fresh_process_loads_the_export_and_scores_the_same(student_export, ti
     np.testing.assert_allclose(got["scores"], expected["scores"], rtol=1e-6)
 
 
-def test_beam_run_inference_scores_raw_records_with_the_export(student_export, tiny_frame_dataset):
-    import apache_beam as beam
-    from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
-    from apache_beam.testing.test_pipeline import TestPipeline
-    from apache_beam.testing.util import assert_that
-
-    from pipelines.scoring.inference import RawRecordModelHandler
-
-    records = _raw_records(tiny_frame_dataset.parent / "raw")[:12]
-    expected = LoadedExport(str(student_export)).score_examples(records)
-    ids = [v.decode() for v in expected["video_id"]]
-    expected_top = {vid: int(expected["class_indexes"][i, 0]) for i, vid in enumerate(ids)}
-    handler = KeyedModelHandler(
-        RawRecordModelHandler(str(student_export), min_batch_size=4, max_batch_size=5)
-    )
-
-    def check(results):
-        got = {key: int(result.inference["class_indexes"][0]) for key, result in results}
-        assert got == expected_top, (got, expected_top)
-
-    with TestPipeline() as pipeline:
-        keyed = pipeline | beam.Create(
-            list(zip([v.decode() for v in expected["video_id"]], records, strict=True))
-        )
-        assert_that(keyed | RunInference(handler), check)
-
-
 def test_video_level_export_scores_raw_examples_like_the_dataset(tmp_path):
     dataset = make_dataset(tmp_path / "video", kind="video", videos=30, classes=6)
     train_job(["--train", str(dataset), "--job-dir", str(tmp_path / "job"), "--mode", "student",

@@ -5,18 +5,13 @@ import glob
 import json
 import pathlib
 
-import apache_beam as beam
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
-from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines import predict, runner
 from pipelines.datasets import ownership
 from pipelines.records import tfrecord_io
-from pipelines.runner import local_runner
-from pipelines.scoring import combiners
 from pipelines.scoring import job as scoring_job
 from pipelines.scoring import outputs as out
 from pipelines.synth import SynthConfig, generate
@@ -26,7 +21,7 @@ from schemas.views import View
 from tests.conftest import make_dataset, random_frames, train_job
 from trainer import inputs
 from trainer.export import LoadedExport
-from trainer.metrics import MetricsAccumulator, average_precision, score_videos
+from trainer.metrics import MetricsAccumulator
 
 
 def _records(pattern: str) -> list[bytes]:
@@ -497,74 +492,6 @@ def test_segment_map_on_rated_segments(student_export, tmp_path):
     assert segments["num_rated_pairs"] == sum(len(v) for v in ratings.values()) > 0
     assert segments["map_at_k"] == pytest.approx(np.mean(aps), abs=1e-6)
     assert segments["k"] == 3
-
-
-# ----- the combiners alone, in a TestPipeline -----------------------------------------------------------
-def _records_from(predictions, labels, top_k):
-    scored = score_videos(predictions, labels, top_k)
-    return [
-        {
-            "id": f"v{i}",
-            "labels": [int(x) for x in scored.labels()[i]],
-            "top_classes": scored.classes[i].tolist(),
-            "top_scores": scored.scores[i].tolist(),
-            "perr": float(scored.perr[i]),
-            "num_frames": 10,
-            "frames_read": 2,
-            "model_seconds": 0.5,
-        }
-        for i in range(len(predictions))
-    ]
-
-
-def test_metrics_combiner_merges_partial_results_exactly():
-    rng = np.random.default_rng(4)
-    predictions = np.round(rng.random((300, 30)), 2).astype(np.float32)  # many ties
-    labels = [rng.choice(30, size=rng.integers(0, 4), replace=False) for _ in range(300)]
-    expected = MetricsAccumulator(30, 5).add_batch(predictions, labels).result()
-    records = _records_from(predictions, labels, 5)
-    with BeamTestPipeline(runner=local_runner(beam.options.pipeline_options.PipelineOptions())) as p:
-        result = (
-            p
-            | beam.Create(records, reshuffle=True)
-            | beam.CombineGlobally(combiners.MetricsCombineFn(30, 5, block=7))
-            | beam.Map(lambda r: r["metrics"])
-        )
-        assert_that(result, equal_to([expected]))
-
-
-def test_segment_map_combiner_keeps_only_the_top_k_per_class():
-    rng = np.random.default_rng(8)
-    ratings = [
-        (int(rng.integers(0, 3)), float(np.round(rng.random(), 1)), bool(rng.random() < 0.3))
-        for _ in range(400)
-    ]
-    combiner = combiners.SegmentMapFn(k=10)
-    parts = [combiner.create_accumulator() for _ in range(4)]
-    for i, rating in enumerate(ratings):
-        combiner.add_input(parts[i % 4], rating)
-    result = combiner.extract_output(combiner.merge_accumulators(parts))
-    aps = []
-    for cls in range(3):
-        mine = [(s, p) for c, s, p in ratings if c == cls]
-        positives = sum(p for _, p in mine)
-        ranked = sorted(mine, key=lambda e: (-e[0], e[1]))[:10]
-        truncated = [1 if p else 0 for _, p in ranked]
-        # AP@10 over the ranked top 10, by its own definition: sum(precision@i at positives) / min(10, P)
-        hits = np.cumsum(truncated)
-        aps.append(sum(hits[i] / (i + 1) for i in range(len(ranked)) if truncated[i]) / min(10, positives))
-    assert result["map_at_k"] == pytest.approx(np.mean(aps))
-    assert result["num_rated_pairs"] == 400
-    # With K at least the number of ratings, AP@K is the ordinary AP.
-    full = combiners.SegmentMapFn(k=1000)
-    acc = full.create_accumulator()
-    for rating in ratings:
-        full.add_input(acc, rating)
-    ordinary = [
-        average_precision([s for c, s, _ in ratings if c == k], [p for c, _, p in ratings if c == k])
-        for k in range(3)
-    ]
-    assert full.extract_output(acc)["map_at_k"] == pytest.approx(np.mean(ordinary))
 
 
 def test_video_parquet_written_by_the_job_reads_with_pyarrow(raw_run):
