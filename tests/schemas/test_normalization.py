@@ -45,3 +45,9 @@ def test_only_the_last_axis_is_normalised_and_the_input_is_left_unchanged():
     expected = [[[0.6, 0.8], [0.6, 0.8]], [[0.0, 1.0], [1.0, 0.0]]]
     assert l2_normalize(frames) == pytest.approx(np.asarray(expected, np.float32), rel=1e-6)
     assert np.array_equal(frames, copy)
+
+
+def test_l2_normalize_gives_unit_rows_and_leaves_zero_rows_finite():
+    frames = np.array([[3.0, 4.0], [0.0, 0.0]], np.float32)
+    out = l2_normalize(frames)
+    assert np.allclose(out[0], [0.6, 0.8]) and np.array_equal(out[1], [0.0, 0.0])

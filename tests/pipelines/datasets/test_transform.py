@@ -15,12 +15,6 @@ from schemas import normalization
 from schemas.preprocessed import TRANSFORM_DIR, layout_from_arrow_schema
 
 
-def test_l2_normalize_gives_unit_rows_and_leaves_zero_rows_finite():
-    frames = np.array([[3.0, 4.0], [0.0, 0.0]], np.float32)
-    out = normalization.l2_normalize(frames)
-    assert np.allclose(out[0], [0.6, 0.8]) and np.array_equal(out[1], [0.0, 0.0])
-
-
 def test_frames_record_batch_holds_one_l2_normalised_frame_per_row():
     rng = np.random.default_rng(0)
     rows = [
