@@ -14,7 +14,7 @@ from trainer import task
 from trainer.training import joblock
 
 HOLD = (
-    "import sys, time; from trainer import joblock; joblock.acquire(sys.argv[1]); "
+    "import sys, time; from trainer.training import joblock; joblock.acquire(sys.argv[1]); "
     "print('held', flush=True); time.sleep(300)"
 )
 
