@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv):
     parser = build_parser()
-    args, beam_args = parser.parse_known_args(argv)
+    args, beam_args = runner.parse_job_args(parser, argv)
     args.input = [p.strip() for group in args.input for p in group.split(",") if p.strip()]
     args.format = [f.strip() for f in args.format.split(",") if f.strip()]
     unknown = sorted(set(args.format) - set(FORMATS))

@@ -9,6 +9,8 @@ Any other `--runner` (DataflowRunner, PrismRunner, ...) is used as given.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 import sys
 import time
@@ -48,6 +50,39 @@ def create_pipeline(options: PipelineOptions) -> beam.Pipeline:
     if is_local(options):
         return beam.Pipeline(runner=local_runner(options), options=options)
     return beam.Pipeline(options=options)
+
+
+def parse_job_args(parser, argv):
+    """(the job's arguments, the Beam pipeline options) of a job's command line. A flag that
+    neither the job nor any Beam pipeline option knows (`--no-reprot`, or evaluate's
+    `--no-report` given to predict) is a usage error, where Beam would log a warning and
+    drop it."""
+    args, beam_args = parser.parse_known_args(argv)
+    unknown = unknown_pipeline_flags(beam_args)
+    if unknown:
+        parser.error(
+            f"unrecognized arguments: {' '.join(unknown)} (neither an option of {parser.prog} "
+            "nor a Beam pipeline option)"
+        )
+    return args, beam_args
+
+
+def unknown_pipeline_flags(beam_args: list[str]) -> list[str]:
+    """The flags of `beam_args` that no registered `PipelineOptions` class parses, found as
+    Beam finds them (`PipelineOptions.get_all_options`). A runner named by its module path
+    (`--runner apache_beam.runners.dask.dask_runner.DaskRunner`) is imported first, since
+    its own options (`--dask_client_address`) register on import."""
+    from apache_beam.options.pipeline_options import _BeamArgumentParser
+
+    runner_name = PipelineOptions(beam_args).view_as(StandardOptions).runner
+    if runner_name and "." in runner_name:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(runner_name.rsplit(".", 1)[0])
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    for options_class in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
+        options_class._add_argparse_args(parser)
+    _, unknown = parser.parse_known_args(beam_args)
+    return [arg.split("=", 1)[0] for arg in unknown if arg.startswith("-")]
 
 
 def add_max_failed_fraction_argument(parser) -> None:

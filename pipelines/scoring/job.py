@@ -92,7 +92,7 @@ def build_parser(prog: str = "fewframes evaluate", labels: bool = True) -> argpa
 
 def parse_args(argv, labels: bool = True, prog: str = "fewframes evaluate"):
     parser = build_parser(prog, labels)
-    args, beam_args = parser.parse_known_args(argv)
+    args, beam_args = runner.parse_job_args(parser, argv)
     args.input = [p.strip() for group in args.input for p in group.split(",") if p.strip()]
     if args.top_k < 1 or args.batch_size < 1 or args.parse_batch_size < 1:
         parser.error("--top-k, --batch-size and --parse-batch-size must be positive")

@@ -58,7 +58,11 @@ def test_a_job_that_failed_too_many_records_exits_3_and_says_why_on_stderr(capsy
 
 def test_an_unbalanced_job_exits_1_even_when_too_many_records_failed(capsys):
     assert runner.exit_code("fewframes x", _summary(10, 5, 3)) == 1
-    assert capsys.readouterr().err == ""  # the accounting error wins; no failed-share line
+    # The accounting error wins: its line, no failed-share line.
+    assert capsys.readouterr().err == "fewframes x: error: records read != records written + failed\n"
+    reason = "record accounting does not balance: read 10, written 5, failed 3"
+    assert runner.exit_code("fewframes x", {**_summary(10, 5, 3), "unbalanced_reason": reason}) == 1
+    assert capsys.readouterr().err == f"fewframes x: error: {reason}\n"
 
 
 def test_exit_code_reads_the_balance_under_the_key_it_is_given():
@@ -127,3 +131,41 @@ def test_another_runner_is_used_as_given():
     pipeline = runner.create_pipeline(PipelineOptions(["--runner", "PrismRunner"]))
     assert type(pipeline.runner).__name__ == "PrismRunner"
     assert not isinstance(pipeline.runner, fn_runner.FnApiRunner)
+
+
+def test_a_flag_neither_the_job_nor_beam_knows_is_a_usage_error_not_a_dropped_warning(capsys):
+    from pipelines import predict, preprocess
+
+    with pytest.raises(SystemExit) as exit_info:  # evaluate's flag, given to predict
+        predict.parse_args(["--model", "m", "--input", "i", "--output", "o", "--no-report"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == (
+        "fewframes predict: error: unrecognized arguments: --no-report "
+        "(neither an option of fewframes predict nor a Beam pipeline option)"
+    )
+    with pytest.raises(SystemExit):  # a misspelt flag of the job itself
+        preprocess.parse_args(["--input", "i", "--output", "o", "--num-clases", "6"])
+    assert "unrecognized arguments: --num-clases" in capsys.readouterr().err
+
+
+def test_beam_pipeline_options_pass_through_including_a_runners_own(capsys):
+    from pipelines import evaluate
+
+    argv = ["--model", "m", "--input", "i", "--output", "o", "--direct_num_workers", "2"]
+    args, beam_args = evaluate.parse_args([*argv, "--temp_location=gs://b/tmp", "--region", "europe-west4"])
+    assert beam_args == [
+        "--direct_num_workers",
+        "2",
+        "--temp_location=gs://b/tmp",
+        "--region",
+        "europe-west4",
+    ]
+    dask = [
+        "--runner",
+        "apache_beam.runners.dask.dask_runner.DaskRunner",
+        "--dask_client_address",
+        "tcp://h:1",
+    ]
+    assert runner.unknown_pipeline_flags(dask) == []
+    assert runner.unknown_pipeline_flags(["--dask_client_adress", "tcp://h:1"]) == ["--dask_client_adress"]
