@@ -70,10 +70,11 @@ class RawRecordModelHandler(ExportModelHandler):
 # ----- scoring ------------------------------------------------------------------------------
 def _pad_features(videos: dict[str, list]) -> tuple[dict, np.ndarray]:
     """feature -> videos (`[T_i, D]` each) as the signatures' zero-padded float32 inputs + lengths."""
+    from trainer.inputs import pad_frames
 
     inputs, lengths = {}, None
     for feature, frames in videos.items():
-        inputs[feature], lengths = inputs.pad_frames(
+        inputs[feature], lengths = pad_frames(
             [np.asarray(v, np.float32) for v in frames], F.FEATURE_DIMS[feature], np.float32
         )
     return inputs, lengths
