@@ -51,7 +51,7 @@ from trainer.metrics import DEFAULT_TOP_K
 _LOG = logging.getLogger("pipelines.cascade")
 PROG = "fewframes cascade"
 CALIBRATION_DIR = "calibration"
-SUBCOMMANDS = ("fit",)
+SUBCOMMANDS = ("fit", "export")
 
 CASCADE_CLAIMS = ownership.Claims(
     "cascade",
@@ -355,6 +355,33 @@ def format_fit(summary: dict, _seconds: float = 0.0) -> str:
     return "\n".join(lines)
 
 
+# ----- export ---------------------------------------------------------------------------------
+def export(argv=None) -> dict:
+    """Run `cascade export DIR --output EXPORT`: the cascade as one SavedModel
+    (`pipelines.scoring.cascade_export`)."""
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} export",
+        description="Write a fitted cascade as one SavedModel whose serving_default(example_bytes) runs "
+        "its stages in the graph and also returns the stage each video exited at.",
+    )
+    parser.add_argument("cascade", help="the cascade directory (`fewframes cascade fit --output`)")
+    parser.add_argument("--output", required=True, help="the export directory to write (must not hold files)")
+    args = parser.parse_args(argv)
+    try:
+        spec = C.read_cascade(args.cascade)
+    except C.CascadeError as error:
+        raise UsageError(str(error)) from None
+    if FileSystems.exists(args.output) and ownership.list_files(args.output, UsageError):
+        raise UsageError(f"{args.output} already holds files; choose another --output")
+    from pipelines.scoring.cascade_export import export_cascade
+
+    try:
+        export_cascade(args.cascade, args.output)
+    except (scoring_plan.ScoringError, C.CascadeError) as error:
+        raise UsageError(str(error)) from None
+    return {"output": args.output, "stages": [s.view for s in spec.stages], "balanced": True}
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -363,6 +390,15 @@ def main(argv=None) -> int:
     command, rest = argv[0], argv[1:]
     if command == "fit":
         return runner.job_main(f"{PROG} fit", fit, format_fit, rest)
+    if command == "export":
+        return runner.job_main(
+            f"{PROG} export",
+            export,
+            lambda summary, _: (
+                f"wrote {summary['output']}: {' -> '.join(summary['stages'])} in one SavedModel"
+            ),
+            rest,
+        )
     print(
         f"{PROG}: error: unknown subcommand {command!r}; expected one of {', '.join(SUBCOMMANDS)}",
         file=sys.stderr,

@@ -193,3 +193,33 @@ def test_a_cascade_whose_stage_export_was_replaced_is_refused_in_one_line(
     lines = [line for line in capsys.readouterr().err.splitlines() if line]
     assert len(lines) == 1 and "stage 1" in lines[0] and "is not the export cascade.json names" in lines[0]
     assert not pathlib.Path(tmp_path / "o").exists()
+
+
+def test_the_in_graph_export_equals_the_beam_cascade_on_the_same_records(
+    cascade_dir, cascade_run, shards, tmp_path
+):
+    import tensorflow as tf
+
+    directory, _ = cascade_dir
+    _, good = shards
+    _, _, videos = cascade_run
+    assert cascade.main(["export", str(directory), "--output", str(tmp_path / "export")]) == 0
+    model = tf.saved_model.load(str(tmp_path / "export"))
+    scored = model.signatures["serving_default"](example_bytes=tf.constant(good))
+    ids = [v.decode() for v in scored["video_id"].numpy()]
+    assert sorted(ids) == sorted(videos)
+    for i, video in enumerate(ids):
+        row = videos[video]
+        assert scored["class_indexes"].numpy()[i].tolist() == row["top_classes"], video
+        np.testing.assert_allclose(scored["scores"].numpy()[i], row["top_scores"], atol=1e-5)
+    # The exit stage it reports is the one the Beam cascade chose (stage 0 reads a quarter of the frames).
+    lengths = {raw.id_and_labels(r)[0]: min(_num_frames(r), 300) for r in good}
+    exits = scored["exit_stage"].numpy()
+    assert 0 < int((exits == 0).sum()) < len(ids)
+    quarter = View.parse("every_n:4")
+    assert min(lengths.values()) >= 5  # so a quarter of a video is fewer frames than all of it
+    for i, video in enumerate(ids):
+        expected = 0 if videos[video]["frames_read"] == quarter.num_selected(lengths[video]) else 1
+        assert exits[i] == expected, video
+    spec = json.loads(model.signatures["metadata"]()["json"].numpy().decode())
+    assert spec == json.loads((directory / C.CASCADE_FILE).read_text())
