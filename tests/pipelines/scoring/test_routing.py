@@ -223,3 +223,21 @@ def test_the_in_graph_export_equals_the_beam_cascade_on_the_same_records(
         assert exits[i] == expected, video
     spec = json.loads(model.signatures["metadata"]()["json"].numpy().decode())
     assert spec == json.loads((directory / C.CASCADE_FILE).read_text())
+
+
+def test_compare_shows_a_cascade_as_one_run_with_the_frames_it_read(
+    cascade_dir, cascade_run, shards, tmp_path
+):
+    from pipelines import compare
+
+    directory, _ = cascade_dir
+    root, _ = shards
+    output, summary, _ = cascade_run
+    teacher = tmp_path / "teacher"
+    scoring_job.run(["--model", str(directory / "stages" / "1"), "--input", f"{root}/train*.tfrecord",
+                     "--output", str(teacher), "--direct_num_workers", "1"])  # fmt: skip
+    comparison = compare.compare_runs([str(output), str(teacher)], resamples=20)
+    cascade_row, teacher_row = comparison["runs"]
+    assert (cascade_row["role"], cascade_row["view"]) == ("cascade", "every_n:4 -> all")
+    assert cascade_row["fraction_read"] == pytest.approx(summary["frames"]["fraction_read"])
+    assert cascade_row["fraction_read"] < teacher_row["fraction_read"] == pytest.approx(1.0)
