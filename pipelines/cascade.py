@@ -147,7 +147,8 @@ def copy_tree(source: str, destination: str) -> None:
     """Copy an export directory (local or gs://) file by file."""
     source = source.rstrip("/")
     if FileSystems.get_scheme(source) is None and FileSystems.get_scheme(destination) is None:
-        shutil.copytree(source, destination)
+        # `ownership.claim` has emptied the output of an earlier fit's files, maybe not its folders.
+        shutil.copytree(source, destination, dirs_exist_ok=True)
         return
     names = ownership.list_files(source)
     FileSystems.copy([f"{source}/{n}" for n in names], [f"{destination.rstrip('/')}/{n}" for n in names])

@@ -241,3 +241,17 @@ def test_compare_shows_a_cascade_as_one_run_with_the_frames_it_read(
     assert (cascade_row["role"], cascade_row["view"]) == ("cascade", "every_n:4 -> all")
     assert cascade_row["fraction_read"] == pytest.approx(summary["frames"]["fraction_read"])
     assert cascade_row["fraction_read"] < teacher_row["fraction_read"] == pytest.approx(1.0)
+
+
+def test_a_dataset_input_routes_as_its_raw_shards(cascade_dir, cascade_run, tiny_frame_dataset, tmp_path):
+    directory, _ = cascade_dir
+    _, raw_summary, raw_videos = cascade_run
+    summary = scoring_job.run(["--model", str(directory), "--input", str(tiny_frame_dataset), "--output",
+                               str(tmp_path / "o"), "--direct_num_workers", "1"])  # fmt: skip
+    videos = {row["id"]: row for row in pq.read_table(tmp_path / "o" / out.VIDEOS_FILE).to_pylist()}
+    assert set(videos) == set(raw_videos) and summary["balanced"]
+    for video, row in videos.items():
+        assert row["top_classes"] == raw_videos[video]["top_classes"], video
+        assert row["frames_read"] == raw_videos[video]["frames_read"], video
+    entering = [s["videos_entering"] for s in summary["cascade"]["stages"]]
+    assert entering == [s["videos_entering"] for s in raw_summary["cascade"]["stages"]]
