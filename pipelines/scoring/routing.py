@@ -8,7 +8,8 @@ stage's view (`pipelines.scoring.cascade.check_views_nest`).
 
 `ScoreCascade`: the input is read and parsed once (raw records are read once; the rows
 carry the finest view's frames, or a dataset's full view), and each row travels between
-the stages with its frames. Stage s runs RunInference (`CascadeStageHandler`) on the rows
+the stages with its frames: from raw records, their uint8 codes, which a stage
+dequantizes for its own view only. Stage s runs RunInference (`CascadeStageHandler`) on the rows
 still running only, handing its model just the frames of its own view, cut from the
 row's frames by index. After each stage but the last the exit rule decides per video,
 from the stage's top-k at the fit's k (so `--top-k` of the evaluation does not move
@@ -18,10 +19,11 @@ the last stage at the latest, so no video skips a stage it needed.
 
 Frames: a video's `frames_read` is the size of the union of the views of the stages it
 went through, each frame counted once (`pipelines.scoring.cascade.frames_paid`); its
-`model_seconds` is the sum of its shares of each stage's batch time. Parsing, in this
-version, decodes the finest view's frames up front for every video (the frames the
-models read are what is counted). The per-stage numbers (`CascadeStatsFn`): videos
-entering and exiting, frames the stage's model read, frames its view added, model time.
+`model_seconds` is the sum of its shares of each stage's batch time. Parsing turns
+the finest view's frame bytes into codes once for every video; the dequantization, the
+arithmetic, is each stage's, over its view of the videos it scores. The per-stage
+numbers (`CascadeStatsFn`): videos entering and exiting, frames the stage's model read,
+frames its view added, model time.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from pipelines.scoring import cascade as C
 from pipelines.scoring.inference import ExportModelHandler, _failed_batch, class_labels, model_frames
 from pipelines.scoring.plan import (
     MODEL_IDENTITY_KEYS,
+    RAW,
     VIEW_FRAMES,
     WHOLE_VIDEOS,
     ScoringError,
@@ -46,6 +49,7 @@ from pipelines.scoring.plan import (
     resolve_export,
 )
 from schemas import features as F
+from schemas.quantization import dequantize
 from schemas.views import ALL, View
 from trainer.metrics import DEFAULT_TOP_K, score_videos
 
@@ -61,6 +65,7 @@ class CascadePlan:
     read_plan: ScoringPlan  # how the input is read: the last stage's plan
     stage_plans: tuple[ScoringPlan, ...]  # each stage's model, fed its view's frames (VIEW_FRAMES)
     row_view: View  # the frames the rows hold
+    codes: bool = False  # rows hold the frames' uint8 codes; each stage dequantizes its view
 
     @property
     def views(self) -> list[View]:
@@ -114,13 +119,20 @@ def plan_cascade(directory: str, inputs: list[str]) -> CascadePlan:
     if read_plan.kind != F.FRAME_LEVEL:
         raise ScoringError("a cascade scores frame-level input; the input is video-level")
     row_view = View(ALL) if read_plan.frames == WHOLE_VIDEOS else read_plan.view
+    codes = read_plan.source == RAW and not read_plan.segments
+    if codes:
+        # Raw records are parsed once, to the frames' uint8 codes (bytes reinterpreted, no
+        # arithmetic); a stage dequantizes only its own view of the videos still running.
+        # (Segments are scored from the rows' frames as they are: those stay float32.)
+        config = dataclasses.replace(read_plan.parse_config, frame_dtype="uint8")
+        read_plan = dataclasses.replace(read_plan, parse_config=config)
     stage_plans = tuple(
         dataclasses.replace(
             read_plan, export_dir=export_dir, metadata=metadata, frames=VIEW_FRAMES, segments=False
         )
         for export_dir, metadata in plans
     )
-    return CascadePlan(directory, spec, read_plan, stage_plans, row_view)
+    return CascadePlan(directory, spec, read_plan, stage_plans, row_view, codes)
 
 
 def stage_frames(row: dict, columns: dict[str, str], row_view: View, view: View) -> dict:
@@ -149,6 +161,8 @@ class CascadeStageHandler(ExportModelHandler):
         cut = [
             {F.ID: row[F.ID], **stage_frames(row, columns, cascade.row_view, views[stage])} for row in batch
         ]
+        if cascade.codes:
+            cut = [{k: v if k == F.ID else dequantize(v) for k, v in row.items()} for row in cut]
         inputs, lengths, frames_read = model_frames(plan, cut)
         start = time.perf_counter()
         outputs = model.score_view(inputs, lengths)

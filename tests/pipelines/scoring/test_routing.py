@@ -15,6 +15,7 @@ from pipelines.records import tfrecord_io
 from pipelines.scoring import cascade as C
 from pipelines.scoring import job as scoring_job
 from pipelines.scoring import outputs as out
+from schemas import features as F
 from schemas import raw
 from schemas.views import View
 from tests.conftest import random_frames
@@ -255,3 +256,24 @@ def test_a_dataset_input_routes_as_its_raw_shards(cascade_dir, cascade_run, tiny
         assert row["frames_read"] == raw_videos[video]["frames_read"], video
     entering = [s["videos_entering"] for s in summary["cascade"]["stages"]]
     assert entering == [s["videos_entering"] for s in raw_summary["cascade"]["stages"]]
+
+
+def test_raw_records_travel_as_frame_codes_that_each_stage_dequantizes(
+    cascade_dir, shards, tiny_frame_dataset
+):
+    from pipelines.scoring import routing
+
+    directory, _ = cascade_dir
+    root, good = shards
+    planned = routing.plan_cascade(str(directory), [f"{root}/train*.tfrecord"])
+    assert planned.codes and planned.read_plan.parse_config.frame_dtype == "uint8"
+    assert str(planned.row_view) == "all"
+    # A dataset's rows are read as stored (the dataset's own dtype decides the dequantization).
+    assert not routing.plan_cascade(str(directory), [str(tiny_frame_dataset)]).codes
+    # The cut is by index into the frames the row holds: every_n:4 of all frames.
+    row = {F.NUM_FRAMES: 9, "rgb": np.arange(9)[:, None]}
+    cut = routing.stage_frames(row, {"rgb": "rgb"}, View.parse("all"), View.parse("every_n:4"))
+    assert cut["rgb"][:, 0].tolist() == [0, 4, 8]
+    row = {F.NUM_FRAMES: 9, "rgb": np.array([0, 2, 4, 6, 8])[:, None]}  # rows holding every_n:2
+    cut = routing.stage_frames(row, {"rgb": "rgb"}, View.parse("every_n:2"), View.parse("every_n:4"))
+    assert cut["rgb"][:, 0].tolist() == [0, 4, 8]
