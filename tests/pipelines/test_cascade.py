@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines import cascade, cli
+from pipelines.runner import UsageError
 from pipelines.scoring import cascade as C
 from tests.evaluation_fixture import data_values
 from trainer.export import read_metadata
@@ -100,6 +101,16 @@ def test_fit_with_a_learned_gate_and_time_cost_records_gates_and_stage_times(
     assert best["mean_cost"] == pytest.approx(
         (best["exits"][0] * seconds[0] + best["exits"][1] * sum(seconds)) / 40
     )
+    # Fitting again into the same directory needs --overwrite, and replaces only the fit's files.
+    (output / "notes.txt").write_text("mine")
+    argv = ["--stage", str(student_export), "--stage", str(teacher_job), "--input", str(tiny_frame_dataset),
+            "--target", "0.9", "--output", str(output)]  # fmt: skip
+    with pytest.raises(UsageError, match="already holds files"):
+        _fit(*argv)
+    (output / "notes.txt").unlink()
+    again = _fit(*argv, "--overwrite")
+    assert again["rule"]["name"] == "top1" and C.read_cascade(str(output)).rule.name == "top1"
+    assert (output / "stages" / "1" / "saved_model.pb").is_file()
 
 
 def _fails_in_one_line(capsys, argv, expected: str):
