@@ -386,7 +386,8 @@ def export(argv=None) -> dict:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(f"usage: {PROG} {{{','.join(SUBCOMMANDS)}}} [options]  (`{PROG} fit --help`)")
+        usage = f"usage: {PROG} {{{','.join(SUBCOMMANDS)}}} [options]  (`{PROG} fit --help`)"
+        print(usage, file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command == "fit":

@@ -143,3 +143,12 @@ def test_fit_refuses_a_target_above_one_and_a_single_stage(tmp_path, capsys, stu
         "--stage 1:",
     )
     assert not (tmp_path / "c").exists()
+
+
+def test_export_refuses_a_directory_that_is_not_a_cascade_in_one_line(tmp_path, capsys):
+    assert cli.main(["cascade", "export", str(tmp_path), "--output", str(tmp_path / "e")]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert len(lines) == 1 and "cannot read" in lines[0] and C.CASCADE_FILE in lines[0]
+    assert not (tmp_path / "e").exists()
+    assert cli.main(["cascade", "tune"]) == 2
+    assert "unknown subcommand 'tune'" in capsys.readouterr().err
