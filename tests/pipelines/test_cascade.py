@@ -10,6 +10,7 @@ import pytest
 from pipelines import cascade, cli
 from pipelines.runner import UsageError
 from pipelines.scoring import cascade as C
+from tests.conftest import make_dataset, train_job
 from tests.evaluation_fixture import data_values
 from trainer.export import read_metadata
 from trainer.metrics import MetricsAccumulator, ScoredVideos
@@ -152,3 +153,18 @@ def test_export_refuses_a_directory_that_is_not_a_cascade_in_one_line(tmp_path, 
     assert not (tmp_path / "e").exists()
     assert cli.main(["cascade", "tune"]) == 2
     assert "unknown subcommand 'tune'" in capsys.readouterr().err
+
+
+def test_fit_refuses_stages_of_another_class_space_in_one_line(
+    tmp_path_factory, tmp_path, capsys, student_export, raw_calibration
+):
+    """A second tiny student trained on 5 classes, after the 8-class one."""
+    root = tmp_path_factory.mktemp("five-classes")
+    dataset = make_dataset(root, videos=16, classes=5, seed=9)
+    train_job(["--train", str(dataset), "--job-dir", str(root / "job"), "--mode", "student",
+               "--student", "dbof-small", "--view", "all", "--epochs", "1", "--batch-size", "8",
+               "--verbose", "0"])  # fmt: skip
+    argv = ["--stage", str(student_export), "--stage", str(root / "job"), "--input", raw_calibration,
+            "--target", "0.9", "--output", str(tmp_path / "c")]  # fmt: skip
+    _fails_in_one_line(capsys, argv, "stage 1 has num_classes 5 but stage 0 has 8")
+    assert not (tmp_path / "c").exists()
