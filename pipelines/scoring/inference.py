@@ -20,6 +20,7 @@ from pipelines.records import failures
 from pipelines.scoring.plan import STAGE_SCORE, VIDEO_VECTORS, WHOLE_VIDEOS, ScoringPlan
 from schemas import features as F
 from schemas.quantization import dequantize
+from trainer.inputs import pad_frames
 from trainer.metrics import DEFAULT_TOP_K, score_videos
 
 OUTPUTS = ("class_indexes", "scores", "predictions", "representation")
@@ -70,8 +71,6 @@ class RawRecordModelHandler(ExportModelHandler):
 # ----- scoring ------------------------------------------------------------------------------
 def _pad_features(videos: dict[str, list]) -> tuple[dict, np.ndarray]:
     """feature -> videos (`[T_i, D]` each) as the signatures' zero-padded float32 inputs + lengths."""
-    from trainer.inputs import pad_frames
-
     inputs, lengths = {}, None
     for feature, frames in videos.items():
         inputs[feature], lengths = pad_frames(

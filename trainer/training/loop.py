@@ -137,9 +137,9 @@ def train(
     """
     import keras
 
-    from trainer import distribution as D
     from trainer import inputs as I
     from trainer.distill import DistillationModel, FramesClassifier
+    from trainer.training import distribution as D
     from trainer.training.checkpoints import CheckpointCallback, CheckpointManager, StopRequest
     from trainer.training.evaluation import EvalCallback
     from trainer.training.summaries import tensorboard_callback
