@@ -263,6 +263,8 @@ def _write_summary(
             **runner.failed_share(read_count, failed_count, base["max_failed_fraction"]),
         }
     )
+    if cascade is not None:
+        summary["cascade"] = cascade_summary(base["model"], cascade, base["input"])
     if metrics is not None:
         summary.update(metrics["metrics"])
         summary["map"] = summary["map_nonempty_classes"]
@@ -279,8 +281,6 @@ def _write_summary(
         )
     if segments is not None:
         summary["segments"] = segments
-    if cascade is not None:
-        summary["cascade"] = cascade_summary(base["model"], cascade, base["input"])
     out.write_bytes(
         out.join(output, name), json.dumps(summary, indent=2, sort_keys=True).encode(), "application/json"
     )

@@ -2,8 +2,6 @@
 
 import json
 
-import pytest
-
 from pipelines import cli
 from pipelines.scoring import job as scoring_job
 from pipelines.scoring import outputs
@@ -22,7 +20,7 @@ def test_demo_runs_end_to_end_resumes_and_distillation_beats_the_plain_student(t
     stages = cascade["cascade"]["stages"]
     assert [s["view"] for s in stages] == ["every_n:30", "every_n:10", "all"]
     assert stages[0]["videos_entering"] == 400 and sum(s["videos_exiting"] for s in stages) == 400
-    assert rows["cascade"]["fraction_read"] == pytest.approx(cascade["frames"]["fraction_read"])
+    assert abs(rows["cascade"]["fraction_read"] - cascade["frames"]["fraction_read"]) < 1e-12
     assert rows["cascade"]["fraction_read"] < rows["teacher"]["fraction_read"]
     assert rows["teacher"]["fraction_read"] == 1.0
     assert 0.09 < rows["student"]["fraction_read"] < 0.12  # every 10th of 30-300 frames
