@@ -21,6 +21,10 @@ SUBCOMMANDS = {
     "train": ("trainer.task", "train a teacher and/or a few-frame student; export a SavedModel"),
     "evaluate": ("pipelines.evaluate", "Beam job: score a partition, GAP/mAP/Hit@1/PERR, report"),
     "predict": ("pipelines.predict", "Beam job: score a partition without labels, Kaggle-format CSV"),
+    "cascade": (
+        "pipelines.cascade",
+        "a coarse-to-fine cascade of models that stops per video: `cascade fit` fits its exits",
+    ),
     "demo": ("pipelines.demo", "the whole story on generated data: synth -> ... -> compare"),
     "compare": ("pipelines.compare", "compare evaluations: bootstrap intervals, metrics vs frames read"),
 }

@@ -14,8 +14,13 @@ Steps (each skipped when a previous run completed it, so re-running resumes):
    representation per video;
 6. train the student against those targets (`--mode serial --targets`), which neither
    loads the teacher nor reads the full view;
-7. evaluate the three exports on the raw validate shards with the Beam job;
-8. compare them (bootstrap intervals over videos) and print the table and the path
+7. train a coarser student on every 30th frame, and fit a cascade (`fewframes cascade
+   fit`) every_n:30 student -> distilled every_n:10 student -> teacher on the first
+   validate shard: each video stops at the first stage sure of it;
+8. evaluate the three exports and the cascade on the raw validate shards with the Beam
+   job (the cascade's calibration shard among them: a held-out measure is
+   benchmarks/cascade.py's);
+9. compare them (bootstrap intervals over videos) and print the table and the path
    of `report.html`.
 
 Sizes are small model configurations (`*-small` presets) so that the run takes
@@ -39,10 +44,13 @@ from trainer.export import METADATA_NAME
 from trainer.job_dir import EXPORT_DIR
 
 VIEW = "every_n:10"
+COARSE_VIEW = "every_n:30"  # the cascade's first stage (nests in VIEW)
+CASCADE_TARGET = 0.99  # the cascade keeps >= this share of the teacher's calibration GAP
 SEED = 7
 MIN_FREE_DISK_GB = 2.0
 MIN_MEMORY_GB = 4.0
-TOTAL_STEPS = 12  # synth x2, preprocess x2, train x2, teacher-targets, train, evaluate x3, compare
+# synth x2, preprocess x2, train x2, teacher-targets, train x2, cascade fit, evaluate x4, compare
+TOTAL_STEPS = 15
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -252,6 +260,31 @@ class Demo:
                 raise RuntimeError(f"teacher-targets did not account for every video: {output}")
         return output
 
+    def cascade(self, stages: list[str]) -> str:
+        """Fit the cascade on the first raw validate shard (`fewframes cascade fit`)."""
+        from pipelines import cascade
+
+        output = self.path("cascade")
+        done = os.path.exists(os.path.join(output, "cascade.json"))
+        calibration = sorted(glob.glob(self.path("raw", "validate*.tfrecord")))[0]
+        self.announce(
+            f"cascade fit (Beam): {COARSE_VIEW} -> {VIEW} -> all on {os.path.basename(calibration)}", done
+        )
+        if not done:
+            argv = [arg for stage in stages for arg in ("--stage", stage)]
+            argv += [
+                "--input",
+                calibration,
+                "--target",
+                str(CASCADE_TARGET),
+                "--output",
+                output,
+                "--overwrite",
+            ]
+            summary = cascade.fit(argv)
+            print("      " + cascade.format_fit(summary).replace("\n", "\n      "))
+        return output
+
     def evaluate_argv(
         self, job: str, output: str, inputs: str | None = None, extra: tuple[str, ...] = ()
     ) -> list[str]:
@@ -296,9 +329,16 @@ class Demo:
         distilled = self.train(
             "student-distilled", "serial", self.distillation_flags(teacher), source=["--targets", targets]
         )
+        coarse = self.train("student-30", "student", ["--student", args.student, "--view", COARSE_VIEW])
+        fitted = self.cascade([coarse, distilled, teacher])
         runs = [
             self.evaluate(name, job)
-            for name, job in (("teacher", teacher), ("student", student), ("student-distilled", distilled))
+            for name, job in (
+                ("teacher", teacher),
+                ("student", student),
+                ("student-distilled", distilled),
+                ("cascade", fitted),
+            )
         ]
         print(
             f"[{TOTAL_STEPS}/{TOTAL_STEPS}] compare: {len(runs)} evaluations, "
@@ -313,7 +353,7 @@ class Demo:
                 "--output",
                 self.path("compare"),
                 "--labels",
-                "teacher,student,student-distilled",
+                "teacher,student,student-distilled,cascade",
                 "--bootstrap",
                 str(args.bootstrap),
                 "--overwrite",

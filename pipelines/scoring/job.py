@@ -26,7 +26,8 @@ from pipelines import runner
 from pipelines.datasets import manifest, ownership
 from pipelines.records import failures
 from pipelines.runner import UsageError
-from pipelines.scoring import combiners, inference, read
+from pipelines.scoring import cascade as cascade_spec
+from pipelines.scoring import combiners, inference, read, routing
 from pipelines.scoring import outputs as out
 from pipelines.scoring import plan as scoring_plan
 from trainer.metrics import DEFAULT_TOP_K
@@ -119,17 +120,24 @@ def prepare_output(output: str, overwrite: bool) -> None:
 
 
 # ----- the pipeline -----------------------------------------------------------------------------
-def build_pipeline(pipeline, args, plan: scoring_plan.ScoringPlan, names: out.ClassNames) -> None:
+def build_pipeline(
+    pipeline,
+    args,
+    plan: scoring_plan.ScoringPlan,
+    names: out.ClassNames,
+    cascade: routing.CascadePlan | None = None,
+) -> None:
+    """The job's graph; with `cascade`, `plan` is its read plan and the videos go through
+    its stages (`pipelines.scoring.routing`)."""
     output = args.output.rstrip("/")
     videos = pipeline | "ReadVideos" >> read.ReadVideos(plan, args.parse_batch_size)
-    scored = videos["rows"] | "ScoreVideos" >> inference.ScoreVideos(
-        # Fixed-size batches: adaptive batching starts at 1 video, and TF's per-call
-        # overhead then dominates (measured with benchmarks/evaluate.py).
-        plan,
-        args.top_k,
-        min_batch_size=args.batch_size,
-        max_batch_size=args.batch_size,
-    )
+    # Fixed-size batches: adaptive batching starts at 1 video, and TF's per-call
+    # overhead then dominates (measured with benchmarks/evaluate.py).
+    batching = {"min_batch_size": args.batch_size, "max_batch_size": args.batch_size}
+    if cascade is None:
+        scored = videos["rows"] | "ScoreVideos" >> inference.ScoreVideos(plan, args.top_k, **batching)
+    else:
+        scored = videos["rows"] | "ScoreCascade" >> routing.ScoreCascade(cascade, args.top_k, **batching)
     records = scored["scored"]
     failed = (videos["failed"], scored["failed"]) | "AllFailures" >> beam.Flatten()
     completed = [failed | "WriteFailures" >> failures.WriteJsonLines(out.join(output, out.FAILED_PREFIX))]
@@ -188,9 +196,14 @@ def build_pipeline(pipeline, args, plan: scoring_plan.ScoringPlan, names: out.Cl
                 | "ScoreSegments" >> inference.ScoreSegments(plan, args.batch_size)
                 | "SegmentMap" >> beam.CombineGlobally(combiners.SegmentMapFn(args.segment_k))
             )
+    if cascade is not None:
+        side["cascade"] = beam.pvalue.AsSingleton(
+            scored["stats"]
+            | "CascadeStats" >> beam.CombineGlobally(routing.CascadeStatsFn(len(cascade.views)))
+        )
     side["completed"] = beam.pvalue.AsList(completed | "AllOtherOutputs" >> beam.Flatten())
     base = {
-        "model": plan.model_identity(),
+        "model": plan.model_identity() if cascade is None else cascade.model_identity(),
         "input": plan.identity(),
         "top_k": args.top_k,
         "max_failed_fraction": args.max_failed_fraction,
@@ -203,12 +216,39 @@ def build_pipeline(pipeline, args, plan: scoring_plan.ScoringPlan, names: out.Cl
     )
 
 
+def cascade_summary(model: dict, stages: list[dict], source: dict) -> dict:
+    """metrics.json's `cascade`: per stage its view, threshold, videos entering and exiting,
+    frames its model read, frames its view added, model time; the input read once."""
+    spec = model["cascade"]
+    thresholds = list(spec["thresholds"]) + [None]
+    return {
+        "rule": spec["rule"],
+        "input_read_once": True,
+        "input_bytes": source["bytes"],
+        "stages": [
+            {"view": spec["stages"][i]["view"], "threshold": thresholds[i], **entry}
+            for i, entry in enumerate(stages)
+        ],
+    }
+
+
 def summary_file(labels: bool) -> str:
     return out.METRICS_FILE if labels else "summary.json"
 
 
 def _write_summary(
-    _, output, name, base, names, read_count, failed_count, stats, completed, metrics=None, segments=None
+    _,
+    output,
+    name,
+    base,
+    names,
+    read_count,
+    failed_count,
+    stats,
+    completed,
+    metrics=None,
+    segments=None,
+    cascade=None,
 ):
     del completed  # a side input only so that this step runs after every other write
     summary = dict(base)
@@ -223,6 +263,8 @@ def _write_summary(
             **runner.failed_share(read_count, failed_count, base["max_failed_fraction"]),
         }
     )
+    if cascade is not None:
+        summary["cascade"] = cascade_summary(base["model"], cascade, base["input"])
     if metrics is not None:
         summary.update(metrics["metrics"])
         summary["map"] = summary["map_nonempty_classes"]
@@ -255,8 +297,13 @@ def run(argv=None, test_pipeline=None, labels: bool = True, prog: str = "fewfram
     args, beam_args = parse_args(argv, labels, prog)
     options = PipelineOptions(beam_args)
     options.view_as(SetupOptions).save_main_session = False
+    cascade = None
     try:
-        plan = scoring_plan.plan_scoring(args.model, args.input)
+        if cascade_spec.is_cascade_dir(args.model):
+            cascade = routing.plan_cascade(args.model, args.input)
+            plan = cascade.read_plan
+        else:
+            plan = scoring_plan.plan_scoring(args.model, args.input)
     except scoring_plan.ScoringError as error:
         raise UsageError(str(error)) from None
     vocabulary = out.read_vocabulary(args.vocabulary, plan.metadata)
@@ -281,7 +328,7 @@ def run(argv=None, test_pipeline=None, labels: bool = True, prog: str = "fewfram
         args.output,
     )
     pipeline = test_pipeline or runner.create_pipeline(options)
-    build_pipeline(pipeline, args, plan, names)
+    build_pipeline(pipeline, args, plan, names, cascade)
     start = time.perf_counter()
     result = pipeline.run()
     result.wait_until_finish()

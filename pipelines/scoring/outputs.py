@@ -53,6 +53,9 @@ PER_CLASS_COLUMNS = ("class", "name", "vertical", "ap", "positives")
 #   segments       = {"map_at_k", "k", "num_rated_pairs", "num_classes_with_positives"} when
 #                    the input carries 2019 segment ratings, else absent
 #   map_convention = the sentence saying which classes `map` averages
+#   cascade        = with --model CASCADE_DIR: rule, input_read_once, input_bytes and per stage
+#                    view, threshold, videos entering / exiting, model and new frames read,
+#                    model seconds (`pipelines.scoring.job.cascade_summary`), else absent
 #   top_k          = the evaluation's k (model.top_k is the export's own, for its signatures)
 METRICS_KEYS = (
     "gap", "map", "map_nonempty_classes", "map_all_classes", "hit_at_1", "perr",

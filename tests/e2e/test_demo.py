@@ -12,7 +12,14 @@ def test_demo_runs_end_to_end_resumes_and_distillation_beats_the_plain_student(t
     root = tmp_path / "demo"
     comparison = json.loads((root / "compare" / "comparison.json").read_text())
     rows = {row["label"]: row for row in comparison["runs"]}
-    assert set(rows) == {"teacher", "student", "student-distilled"}
+    assert set(rows) == {"teacher", "student", "student-distilled", "cascade"}
+    # The cascade is one row: its frames are the union of the views each video went through.
+    cascade = json.loads((root / "eval" / "cascade" / "metrics.json").read_text())
+    stages = cascade["cascade"]["stages"]
+    assert [s["view"] for s in stages] == ["every_n:30", "every_n:10", "all"]
+    assert stages[0]["videos_entering"] == 400 and sum(s["videos_exiting"] for s in stages) == 400
+    assert abs(rows["cascade"]["fraction_read"] - cascade["frames"]["fraction_read"]) < 1e-12
+    assert rows["cascade"]["fraction_read"] < rows["teacher"]["fraction_read"]
     assert rows["teacher"]["fraction_read"] == 1.0
     assert 0.09 < rows["student"]["fraction_read"] < 0.12  # every 10th of 30-300 frames
     # Reading a tenth of the frames costs accuracy, distillation (from the offline
@@ -41,7 +48,7 @@ def test_demo_runs_end_to_end_resumes_and_distillation_beats_the_plain_student(t
 
     assert cli.main(argv) == 0  # a second run finds every step done
     second = capsys.readouterr().out
-    assert second.count("already done, skipped") == 11
+    assert second.count("already done, skipped") == 14
 
 
 def test_real_video_level_demo_names_its_predictions(shared_data_dir, tmp_path, capsys):

@@ -1,7 +1,7 @@
 """Every local `fewframes` command in README.md runs as written (at small sizes).
 
 The README's code blocks form one walk-through on synthetic data: synth, preprocess,
-train, teacher-targets, evaluate, predict, compare. This test extracts each
+train, teacher-targets, cascade, evaluate, predict, compare. This test extracts each
 `fewframes ...` command, drops its optional `[...]` parts, shrinks sizes (fewer
 videos and classes, one epoch, CPU-sized presets) by replacing only those flags'
 values, and runs it through the console command's entry point in a scratch
@@ -42,6 +42,8 @@ def readme_commands(prefix: str) -> list[str]:
 
 def _order(tokens: list[str]) -> int:
     command = tokens[1]
+    if command == "cascade":
+        return 4.6 if tokens[2] == "fit" else 4.7  # after the stages' exports, before evaluate
     if command == "train":
         if "--export-only" in tokens:
             return 4.5  # exports a job that an earlier command trained
