@@ -108,7 +108,7 @@ def build_fit_parser(prog: str = f"{PROG} fit") -> argparse.ArgumentParser:
 
 def parse_fit_args(argv):
     parser = build_fit_parser()
-    args, beam_args = parser.parse_known_args(argv)
+    args, beam_args = runner.parse_job_args(parser, argv)
     args.input = [p.strip() for group in args.input for p in group.split(",") if p.strip()]
     # One line (UsageError, rc 2), as the refusals that follow.
     if not 0 < args.target <= 1:

@@ -1,7 +1,5 @@
 """`evaluate` / `predict --model CASCADE_DIR`: videos routed through the stages in Beam."""
 
-import dataclasses
-import glob
 import json
 import pathlib
 import shutil
@@ -10,89 +8,14 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import cascade, cli, predict
-from pipelines.records import tfrecord_io
-from pipelines.scoring import cascade as C
+from pipelines import cli, predict
 from pipelines.scoring import job as scoring_job
 from pipelines.scoring import outputs as out
 from schemas import features as F
 from schemas import raw
 from schemas.views import View
-from tests.conftest import random_frames
-from trainer.export import LoadedExport
+from tests.pipelines.scoring.conftest import num_frames
 from trainer.metrics import score_videos
-
-
-def _records(pattern: str) -> list[bytes]:
-    records = []
-    for path in sorted(glob.glob(pattern)):
-        with open(path, "rb") as f:
-            records += [r.data for r in tfrecord_io.iter_frames(f)]
-    return records
-
-
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory, tiny_frame_dataset):
-    """The tiny dataset's 40 raw records in two shards, plus a shard of three bad records."""
-    root = tmp_path_factory.mktemp("cascade-raw")
-    good = _records(f"{tiny_frame_dataset.parent}/raw/train*.tfrecord")
-    for i, chunk in enumerate((good[:20], good[20:])):
-        with open(root / f"train000{i}.tfrecord", "wb") as f:
-            tfrecord_io.write_records(f, chunk)
-    rgb, audio = random_frames(np.random.default_rng(0), 12)
-    bad = [
-        raw.frame_level_record(b"badlabel", [3, 99], rgb, audio),  # class 99 of 8
-        raw.frame_level_record(b"shortaud", [1], rgb, audio[:7]),
-        b"\x0a\x03not a protobuf at all",
-    ]
-    with open(root / "bad0000.tfrecord", "wb") as f:
-        tfrecord_io.write_records(f, bad)
-    return root, good
-
-
-@pytest.fixture(scope="module")
-def direct_scores(shards, student_export, teacher_job):
-    """Each stage's export scored directly on the good records (serving_default, no Beam)."""
-    _, good = shards
-    results = []
-    for export in (student_export, teacher_job / "export"):
-        scores = LoadedExport(str(export)).score_examples(good)
-        ids = [v.decode() for v in scores["video_id"]]
-        results.append(dict(zip(ids, np.asarray(scores["predictions"]), strict=True)))
-    return results
-
-
-@pytest.fixture(scope="module")
-def cascade_dir(tmp_path_factory, shards, student_export, teacher_job, direct_scores):
-    """A cascade fitted on the good shards, its threshold then set between two middle top-1
-    scores of stage 0, so that about half the videos exit there and half go on."""
-    root, _ = shards
-    directory = tmp_path_factory.mktemp("cascade") / "c"
-    cascade.fit(["--stage", str(student_export), "--stage", str(teacher_job), "--input",
-                 f"{root}/train*.tfrecord", "--target", "0.9", "--output", str(directory),
-                 "--direct_num_workers", "1"])  # fmt: skip
-    top1 = np.sort([p.max() for p in direct_scores[0].values()])
-    threshold = float((top1[19] + top1[20]) / 2)
-    spec = C.read_cascade(str(directory))
-    C.write_cascade(str(directory), dataclasses.replace(spec, thresholds=(threshold,)))
-    return directory, threshold
-
-
-@pytest.fixture(scope="module")
-def cascade_run(cascade_dir, shards, tmp_path_factory):
-    directory, _ = cascade_dir
-    root, _ = shards
-    output = tmp_path_factory.mktemp("cascade-eval")
-    summary = scoring_job.run(["--model", str(directory), "--input", f"{root}/*.tfrecord", "--output",
-                               str(output), "--direct_num_workers", "1"])  # fmt: skip
-    videos = {row["id"]: row for row in pq.read_table(output / out.VIDEOS_FILE).to_pylist()}
-    return output, summary, videos
-
-
-def _num_frames(record: bytes) -> int:
-    import tensorflow as tf
-
-    return len(tf.train.SequenceExample.FromString(record).feature_lists.feature_list["rgb"].feature)
 
 
 def test_each_video_exits_at_the_first_stage_sure_of_it_with_that_stages_predictions(
@@ -124,7 +47,7 @@ def test_a_video_pays_each_frame_once_over_the_stages_it_went_through(
     _, summary, videos = cascade_run
     _, threshold = cascade_dir
     _, good = shards
-    lengths = {raw.id_and_labels(r)[0]: _num_frames(r) for r in good}
+    lengths = {raw.id_and_labels(r)[0]: num_frames(r) for r in good}
     quarter = View.parse("every_n:4")
     went_on = {v for v in videos if direct_scores[0][v].max() < threshold}
     for video, row in videos.items():
@@ -194,36 +117,6 @@ def test_a_cascade_whose_stage_export_was_replaced_is_refused_in_one_line(
     lines = [line for line in capsys.readouterr().err.splitlines() if line]
     assert len(lines) == 1 and "stage 1" in lines[0] and "is not the export cascade.json names" in lines[0]
     assert not pathlib.Path(tmp_path / "o").exists()
-
-
-def test_the_in_graph_export_equals_the_beam_cascade_on_the_same_records(
-    cascade_dir, cascade_run, shards, tmp_path
-):
-    import tensorflow as tf
-
-    directory, _ = cascade_dir
-    _, good = shards
-    _, _, videos = cascade_run
-    assert cascade.main(["export", str(directory), "--output", str(tmp_path / "export")]) == 0
-    model = tf.saved_model.load(str(tmp_path / "export"))
-    scored = model.signatures["serving_default"](example_bytes=tf.constant(good))
-    ids = [v.decode() for v in scored["video_id"].numpy()]
-    assert sorted(ids) == sorted(videos)
-    for i, video in enumerate(ids):
-        row = videos[video]
-        assert scored["class_indexes"].numpy()[i].tolist() == row["top_classes"], video
-        np.testing.assert_allclose(scored["scores"].numpy()[i], row["top_scores"], atol=1e-5)
-    # The exit stage it reports is the one the Beam cascade chose (stage 0 reads a quarter of the frames).
-    lengths = {raw.id_and_labels(r)[0]: min(_num_frames(r), 300) for r in good}
-    exits = scored["exit_stage"].numpy()
-    assert 0 < int((exits == 0).sum()) < len(ids)
-    quarter = View.parse("every_n:4")
-    assert min(lengths.values()) >= 5  # so a quarter of a video is fewer frames than all of it
-    for i, video in enumerate(ids):
-        expected = 0 if videos[video]["frames_read"] == quarter.num_selected(lengths[video]) else 1
-        assert exits[i] == expected, video
-    spec = json.loads(model.signatures["metadata"]()["json"].numpy().decode())
-    assert spec == json.loads((directory / C.CASCADE_FILE).read_text())
 
 
 def test_compare_shows_a_cascade_as_one_run_with_the_frames_it_read(
