@@ -44,6 +44,11 @@ def _evaluate(*argv, labels=True):
     return job.run([*argv, "--direct_num_workers", "1"])
 
 
+def _synthetic_shards(directory, **config) -> None:
+    """One shard of synthetic frame-level videos (8 classes, seed 5) under `directory`."""
+    generate(str(directory), SynthConfig(kind="frame", shards=1, classes=8, seed=5, **config), progress=False)
+
+
 def _jsonl(directory, prefix) -> list[dict]:
     lines = []
     for path in sorted(pathlib.Path(directory).glob(f"{prefix}-*.jsonl")):
@@ -362,20 +367,7 @@ def test_a_link_inside_an_evaluation_output_is_refused_and_its_target_untouched(
 
 
 def test_predict_on_unlabelled_test_shards_with_a_category_filter(student_export, tmp_path):
-    generate(
-        str(tmp_path / "raw"),
-        SynthConfig(
-            kind="frame",
-            videos=12,
-            shards=1,
-            classes=8,
-            seed=5,
-            min_frames=5,
-            max_frames=60,
-            partition="test",
-        ),
-        progress=False,
-    )
+    _synthetic_shards(tmp_path / "raw", videos=12, min_frames=5, max_frames=60, partition="test")
     summary = _evaluate(
         "--model",
         str(student_export),
@@ -422,20 +414,8 @@ def test_predict_on_unlabelled_test_shards_with_a_category_filter(student_export
 
 
 def test_segment_map_on_rated_segments(student_export, tmp_path):
-    generate(
-        str(tmp_path / "raw"),
-        SynthConfig(
-            kind="frame",
-            videos=16,
-            shards=1,
-            classes=8,
-            seed=5,
-            min_frames=20,
-            max_frames=60,
-            segments=True,
-            partition="validate",
-        ),
-        progress=False,
+    _synthetic_shards(
+        tmp_path / "raw", videos=16, min_frames=20, max_frames=60, segments=True, partition="validate"
     )
     summary = _evaluate(
         "--model",
