@@ -52,19 +52,10 @@ def test_evaluate_writes_metrics_per_class_and_videos_of_a_labelled_partition(
     student_export, tiny_frame_dataset, tmp_path
 ):
     output = tmp_path / "eval"
-    summary = evaluate.run(
-        [
-            "--model",
-            str(student_export),
-            "--input",
-            f"{tiny_frame_dataset.parent}/raw/train*.tfrecord",
-            "--output",
-            str(output),
-            "--no-report",
-            "--direct_num_workers",
-            "1",
-        ]  # fmt: skip
-    )
+    summary = evaluate.run([
+        "--model", str(student_export), "--input", f"{tiny_frame_dataset.parent}/raw/train*.tfrecord",
+        "--output", str(output), "--no-report", "--direct_num_workers", "1",
+    ])  # fmt: skip
     metrics = json.loads((output / out.METRICS_FILE).read_text())
     assert metrics == summary and metrics["num_videos"] == 40 and metrics["balanced"]
     assert 0 < metrics["gap"] <= 1 and metrics["map"] == metrics["map_nonempty_classes"]

@@ -35,18 +35,10 @@ def test_predict_writes_predictions_and_a_summary_but_no_metrics(
     student_export, tiny_frame_dataset, tmp_path
 ):
     output = tmp_path / "predictions"
-    summary = predict.run(
-        [
-            "--model",
-            str(student_export),
-            "--input",
-            str(tiny_frame_dataset),
-            "--output",
-            str(output),
-            "--direct_num_workers",
-            "1",
-        ]  # fmt: skip
-    )
+    summary = predict.run([
+        "--model", str(student_export), "--input", str(tiny_frame_dataset),
+        "--output", str(output), "--direct_num_workers", "1",
+    ])  # fmt: skip
     assert json.loads((output / "summary.json").read_text()) == summary
     assert summary["num_videos"] == 40 and summary["num_failed"] == 0 and summary["balanced"]
     assert "gap" not in summary and "map" not in summary
