@@ -20,18 +20,10 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
+sys.path.insert(0, REPO)  # first: this checkout's code, whatever else is installed
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from benchmarks.train_common import (  # noqa: E402
-    DEFAULT_WORKDIR,
-    NUM_CLASSES,
-    _classifier,
-    _pairs,
-    _synthetic_dataset,
-    _write_json,
-)
+from benchmarks import train_common as common  # noqa: E402
 
 # ===== e2e: read + parse + model ============================================================
 E2E_SOURCES = (
@@ -52,13 +44,15 @@ def e2e(args) -> None:
 
     root = os.path.join(args.workdir, "e2e")
     synth = {
-        "kind": "frame", "videos": args.videos, "shards": 4, "seed": 7, "classes": NUM_CLASSES,
+        "kind": "frame", "videos": args.videos, "shards": 4, "seed": 7, "classes": common.NUM_CLASSES,
         "min_frames": args.frames, "max_frames": args.frames, "partition": "train",
     }  # fmt: skip
-    full_dir = _synthetic_dataset(root, "full", synth, ["--view", args.view, "--teacher-view"], "tfrecord")
-    compact_dir = _synthetic_dataset(root, "compact", synth, ["--view", args.view], "tfrecord")
+    full_dir = common._synthetic_dataset(
+        root, "full", synth, ["--view", args.view, "--teacher-view"], "tfrecord"
+    )
+    compact_dir = common._synthetic_dataset(root, "compact", synth, ["--view", args.view], "tfrecord")
     view = View.parse(args.view)
-    labels = LabelSpace.build("entities", NUM_CLASSES, None)
+    labels = LabelSpace.build("entities", common.NUM_CLASSES, None)
     features = F.FRAME_FEATURES
     teacher_plan = I.plan_inputs(full_dir, "teacher", view, features, labels)
     sources = {
@@ -118,10 +112,10 @@ def e2e(args) -> None:
             input_rates[name].append(run(name))
     results["input_only"] = {name: max(r) for name, r in input_rates.items()}
     print("input only (videos/s):", json.dumps(results["input_only"]), flush=True)
-    for key, label, teacher_preset, student_preset in _pairs(args.pairs):
+    for key, label, teacher_preset, student_preset in common._pairs(args.pairs):
         models = {
-            "teacher": _classifier(teacher_preset, F.MAX_FRAMES),
-            "student": _classifier(student_preset, view.max_selected),
+            "teacher": common._classifier(teacher_preset, F.MAX_FRAMES),
+            "student": common._classifier(student_preset, view.max_selected),
         }
         functions = {
             role: tf.function(lambda f, m, model=model: model({"frames": f, "mask": m})["predictions"])
@@ -138,7 +132,7 @@ def e2e(args) -> None:
                                  "videos_per_second": best, "all": rates}  # fmt: skip
         print(label, json.dumps(best), flush=True)
         del models, functions
-    _write_json(os.path.join(root, "results.json"), results)
+    common._write_json(os.path.join(root, "results.json"), results)
     print()
     print(e2e_report(args, results))
 
@@ -181,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--frames", type=int, default=300)
     e.add_argument("--batch-size", type=int, default=64)
     e.add_argument("--reps", type=int, default=3)
-    e.add_argument("--workdir", default=DEFAULT_WORKDIR)
+    e.add_argument("--workdir", default=common.DEFAULT_WORKDIR)
     return e
 
 

@@ -18,17 +18,10 @@ import shutil
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
+sys.path.insert(0, REPO)  # first: this checkout's code, whatever else is installed
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from benchmarks.train_common import (  # noqa: E402
-    DEFAULT_WORKDIR,
-    NUM_CLASSES,
-    _preprocess,
-    _stamp_matches,
-    _write_json,
-)
+from benchmarks import train_common as common  # noqa: E402
 from trainer import inputs  # noqa: E402
 from trainer.training import loop  # noqa: E402
 
@@ -56,11 +49,13 @@ def real(args) -> None:
         output = os.path.join(root, name)
         stamp = {"files": files, "sizes": [os.path.getsize(f) for f in files]}
         stamp_path = os.path.join(root, f"{name}.stamp.json")
-        if not (_stamp_matches(stamp_path, stamp) and os.path.exists(os.path.join(output, "manifest.json"))):
-            _preprocess(",".join(files), output, NUM_CLASSES, "tfrecord", ["--partition", name])
-            _write_json(stamp_path, stamp)
+        if not (
+            common._stamp_matches(stamp_path, stamp) and os.path.exists(os.path.join(output, "manifest.json"))
+        ):
+            common._preprocess(",".join(files), output, common.NUM_CLASSES, "tfrecord", ["--partition", name])
+            common._write_json(stamp_path, stamp)
         datasets[name] = output
-    labels = LabelSpace.build("entities", NUM_CLASSES, None)
+    labels = LabelSpace.build("entities", common.NUM_CLASSES, None)
     from schemas import features as F
     from schemas.views import View
 
@@ -83,7 +78,7 @@ def real(args) -> None:
             with open(os.path.join(job_dir, "config.json")) as f:
                 config = TrainConfig.from_json(f.read())
             model = loop.load_trained(job_dir, config, "teacher", None, 1)
-            acc = MetricsAccumulator(NUM_CLASSES)
+            acc = MetricsAccumulator(common.NUM_CLASSES)
             for x, y in I.batches(eval_plan, "tfrecord", 512):
                 out = model({"frames": x[I.TEACHER_FRAMES], "mask": x[I.TEACHER_MASK]})
                 acc.add_batch(np.asarray(out["predictions"], np.float32), np.asarray(y))
@@ -95,7 +90,7 @@ def real(args) -> None:
             print(f"{preset} after {epochs} epochs: GAP {row['gap']:.4f}, Hit@1 {row['hit_at_1']:.4f}, "
                   f"mAP {row['map_all_classes']:.4f}", flush=True)  # fmt: skip
         results["models"][preset] = rows
-    _write_json(os.path.join(root, "results.json"), results)
+    common._write_json(os.path.join(root, "results.json"), results)
     print()
     print(real_report(args, results))
 
@@ -115,7 +110,7 @@ def _train_job_resumable(argv: list[str]) -> dict:
 def real_report(args, r: dict) -> str:
     lines = [
         f"Real YouTube-8M v2 video-level sample: train validate0000-0015 ({r['videos']['train']} videos), "
-        f"evaluate validate0016-0019 ({r['videos']['eval']} videos), {NUM_CLASSES} classes; batch "
+        f"evaluate validate0016-0019 ({r['videos']['eval']} videos), {common.NUM_CLASSES} classes; batch "
         f"{args.batch_size}, Adam {args.learning_rate}, seed {args.seed}; top-20 metrics as the starter.",
         "",
         "| model | epochs | GAP | Hit@1 | PERR | mAP (all classes) | mAP (classes with positives) |",
@@ -139,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--batch-size", type=int, default=64)
     r.add_argument("--learning-rate", type=float, default=1e-3)
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--workdir", default=DEFAULT_WORKDIR)
+    r.add_argument("--workdir", default=common.DEFAULT_WORKDIR)
     return r
 
 

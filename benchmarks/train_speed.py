@@ -22,22 +22,16 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
+sys.path.insert(0, REPO)  # first: this checkout's code, whatever else is installed
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from benchmarks.train_common import (  # noqa: E402
-    DEFAULT_WORKDIR,
-    INPUT_DIM,
-    NUM_CLASSES,
-    _classifier,
-    _pairs,
-    _write_json,
-)
+from benchmarks import train_common as common  # noqa: E402
 
 
 # ===== FLOPs ================================================================================
-def flop_count(spec, num_frames: int, input_dim: int = INPUT_DIM, num_classes: int = NUM_CLASSES) -> dict:
+def flop_count(
+    spec, num_frames: int, input_dim: int = common.INPUT_DIM, num_classes: int = common.NUM_CLASSES
+) -> dict:
     """Analytic multiply-adds per video, split into per-frame and per-video parts.
 
     Counts the multiply-adds of every matmul (dense layers, LSTM gates, VLAD sums) and
@@ -136,7 +130,9 @@ def _decoded_frames(batch: int, frames: int, seed: int = 0):
     from schemas.quantization import dequantize
 
     rng = np.random.default_rng(seed)
-    return dequantize(rng.integers(0, 256, (batch, frames, INPUT_DIM), dtype=np.uint8)).astype(np.float32)
+    return dequantize(rng.integers(0, 256, (batch, frames, common.INPUT_DIM), dtype=np.uint8)).astype(
+        np.float32
+    )
 
 
 def _timed(fn, *inputs) -> float:
@@ -170,12 +166,12 @@ def speed(args) -> None:
     )
     results = {}
     params = json.loads(args.params)
-    for key, label, teacher_preset, student_preset in _pairs(args.pairs):
+    for key, label, teacher_preset, student_preset in common._pairs(args.pairs):
         if params:
             label = f"{label} with {json.dumps(params)}"
         models = {
-            "teacher": _classifier(teacher_preset, full.shape[1], params),
-            "student": _classifier(student_preset, cut.shape[1], params),
+            "teacher": common._classifier(teacher_preset, full.shape[1], params),
+            "student": common._classifier(student_preset, cut.shape[1], params),
         }
         flops = {
             "teacher": flop_count(models["teacher"].spec, full.shape[1]),
@@ -227,7 +223,7 @@ def speed(args) -> None:
         )
         del models, functions
         keras.backend.clear_session()
-    _write_json(os.path.join(args.workdir, "speed", "results.json"), results)
+    common._write_json(os.path.join(args.workdir, "speed", "results.json"), results)
     print()
     print(speed_report(args, results))
 
@@ -304,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON overrides for teacher and student of every pair, as --teacher-params: "
         '{"aggregator": {...}, "head": {...}}',
     )
-    s.add_argument("--workdir", default=DEFAULT_WORKDIR)
+    s.add_argument("--workdir", default=common.DEFAULT_WORKDIR)
     return s
 
 

@@ -30,17 +30,10 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
+sys.path.insert(0, REPO)  # first: this checkout's code, whatever else is installed
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from benchmarks.train_common import (  # noqa: E402
-    DEFAULT_WORKDIR,
-    NUM_CLASSES,
-    _pairs,
-    _synthetic_dataset,
-    _write_json,
-)
+from benchmarks import train_common as common  # noqa: E402
 from trainer import inputs  # noqa: E402
 from trainer.training import loop  # noqa: E402
 
@@ -141,7 +134,7 @@ def _repeated_dataset(dataset: str, repeat: int, root: str) -> str:
             manifest[key] *= repeat
     manifest["formats"] = ["parquet"]
     manifest["repeated"] = {"source": os.path.abspath(dataset), "times": repeat}
-    _write_json(os.path.join(output, "manifest.json"), manifest)
+    common._write_json(os.path.join(output, "manifest.json"), manifest)
     return output
 
 
@@ -174,9 +167,9 @@ def throughput(args) -> None:
     if args.data:
         source = args.data
     else:
-        source = _synthetic_dataset(
+        source = common._synthetic_dataset(
             root, "data",
-            {"kind": "frame", "classes": NUM_CLASSES, "min_frames": 300, "max_frames": 300,
+            {"kind": "frame", "classes": common.NUM_CLASSES, "min_frames": 300, "max_frames": 300,
              "videos": args.videos, "shards": 4, "seed": 0, "partition": "train"},
             ["--view", THROUGHPUT_VIEW, "--teacher-view", "--frame-dtype", "uint8"], "parquet",
         )  # fmt: skip
@@ -200,11 +193,11 @@ def throughput(args) -> None:
             )
     sampler = GpuSampler()
     try:
-        for pair, _, teacher, student in _pairs(args.pairs):
+        for pair, _, teacher, student in common._pairs(args.pairs):
             for mode, workers in itertools.product(args.modes.split(","), worker_settings):
                 row = _throughput_job(args, dataset, root, (pair, teacher, student), mode, workers, sampler)
                 results["jobs"].append(row)
-                _write_json(os.path.join(root, "results.json"), results)
+                common._write_json(os.path.join(root, "results.json"), results)
                 gpu = row["gpu"]
                 shown = (
                     f"; GPU {gpu['mean_utilisation']:.0f}% mean, {gpu['peak_memory_mib']:.0f} MiB"
@@ -220,7 +213,7 @@ def throughput(args) -> None:
                 )
     finally:
         sampler.stop()
-    _write_json(os.path.join(root, "results.json"), results)
+    common._write_json(os.path.join(root, "results.json"), results)
     print()
     print(throughput_report(args, results))
 
@@ -347,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--input-workers", default="0,4", help="comma-separated --input-workers settings to compare"
     )
     t.add_argument("--modes", default="teacher,student,parallel", help="the jobs to run for each pair")
-    t.add_argument("--workdir", default=DEFAULT_WORKDIR)
+    t.add_argument("--workdir", default=common.DEFAULT_WORKDIR)
     return t
 
 

@@ -123,6 +123,28 @@ def train_job(argv) -> dict:
     return task.train_from_argv(argv, verbose=0)
 
 
+def assert_refused_before_any_work(argv, job_dir: pathlib.Path, message: str, capsys) -> None:
+    """`trainer.task` run on `argv` exits 2 with `message` in its one line of stderr, and leaves
+    no export and no checkpoints in `job_dir`."""
+    from trainer import task
+
+    code = task.main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (job_dir / "export").exists() and not (job_dir / "checkpoints").exists()
+
+
+def assert_a_model_that_is_no_export_is_refused(job, prog: str, tmp_path: pathlib.Path, capsys) -> None:
+    """The scoring command `job` (pipelines.evaluate or .predict) answers a --model that is no
+    export with code 2 and one line that starts with `prog`, and makes no output directory."""
+    code = job.main(["--model", str(tmp_path), "--input", "x", "--output", str(tmp_path / "o")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert err.startswith(f"{prog}: error: --model {tmp_path} is neither a fewframes export")
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.fixture(scope="session")
 def student_export(tmp_path_factory, tiny_frame_dataset) -> pathlib.Path:
     """A dbof-small student (every_n:4) trained briefly on the tiny dataset; its export."""

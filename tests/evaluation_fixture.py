@@ -2,7 +2,8 @@
 
 `write_evaluation_dir` writes what `fewframes evaluate` writes (metrics.json,
 per_class.csv, videos.parquet) through `pipelines.scoring.outputs`, from predictions
-scored by `trainer.metrics.score_videos`, so the report and compare tests need no model.
+scored by `trainer.metrics.score_videos`, so the report and compare tests need no model;
+`scored_records` makes the per-video records a job emits, the same way.
 Videos (ids, labels, lengths) come from `videos_seed`, predictions from `seed`: two
 runs with the same `videos_seed` scored the same videos.
 """
@@ -22,6 +23,25 @@ from pipelines.scoring import outputs as out
 from trainer.metrics import MetricsAccumulator, score_videos
 
 VERTICALS = ("Arts & Entertainment", "Games", "Autos & Vehicles", "Sports", "Food & Drink")
+
+
+def scored_records(predictions, labels, top_k: int) -> list[dict]:
+    """The per-video records an evaluation job emits (ids v0, v1, ..., video i 10 + i frames long),
+    from `predictions` scored against `labels` by `trainer.metrics.score_videos`."""
+    scored = score_videos(predictions, labels, top_k)
+    return [
+        {
+            "id": f"v{i}",
+            "labels": [int(x) for x in scored.labels()[i]],
+            "top_classes": scored.classes[i].tolist(),
+            "top_scores": scored.scores[i].tolist(),
+            "perr": float(scored.perr[i]),
+            "num_frames": 10 + i,
+            "frames_read": 2,
+            "model_seconds": 0.5,
+        }
+        for i in range(len(predictions))
+    ]
 
 
 def write_evaluation_dir(

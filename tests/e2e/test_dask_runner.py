@@ -88,6 +88,14 @@ class _SplitOddFromEven(beam.DoFn):
             yield n
 
 
+def _known_limitation(reason: str, **xfail_kwargs):
+    """A test of what the DaskRunner gets wrong in Beam 2.77: it must fail (strict), so a Beam
+    that fixes the limitation makes it pass and shows up."""
+    return pytest.mark.xfail(
+        strict=True, reason=f"DaskRunner known limitation (Beam 2.77): {reason}", **xfail_kwargs
+    )
+
+
 def _touched(directory) -> set[str]:
     return {p.name for p in pathlib.Path(directory).iterdir()}
 
@@ -97,9 +105,8 @@ def test_a_full_class_path_runner_option_builds_that_runner(dask_cluster):
     assert type(pipeline.runner).__module__ + "." + type(pipeline.runner).__name__ == DASK_RUNNER
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DaskRunner known limitation (Beam 2.77): a ParDo's tagged outputs all reach the consumers "
+@_known_limitation(
+    "a ParDo's tagged outputs all reach the consumers "
     "of its main output (and of each tagged output): the translation keeps one bag per transform",
 )
 def test_dask_runner_keeps_a_pardos_tagged_outputs_apart(dask_cluster, tmp_path):
@@ -111,9 +118,8 @@ def test_dask_runner_keeps_a_pardos_tagged_outputs_apart(dask_cluster, tmp_path)
     assert _touched(tmp_path) == {"even-2", "even-4"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DaskRunner known limitation (Beam 2.77): only the last applied transform's bag is computed, "
+@_known_limitation(
+    "only the last applied transform's bag is computed, "
     "so a branch that nothing downstream depends on never runs",
 )
 def test_dask_runner_runs_every_branch_of_a_pipeline(dask_cluster, tmp_path):
@@ -124,9 +130,8 @@ def test_dask_runner_runs_every_branch_of_a_pipeline(dask_cluster, tmp_path):
     assert _touched(tmp_path) == {"branch-a", "branch-b"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DaskRunner known limitation (Beam 2.77): Beam's file sinks write empty files; the sink's "
+@_known_limitation(
+    "Beam's file sinks write empty files; the sink's "
     "side inputs (its temp directory, the write results) are recomputed inside each task that reads them, "
     "so the lines are written twice into temp directories that the finalize step does not read",
 )
@@ -186,11 +191,10 @@ def _dataset_contents(directory: pathlib.Path) -> dict:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="DaskRunner known limitation (Beam 2.77): the job's dead-letter outputs receive its rows "
+@_known_limitation(
+    "the job's dead-letter outputs receive its rows "
     "(see test_dask_runner_keeps_a_pardos_tagged_outputs_apart), and JSON-encoding a row's bytes fails",
+    raises=TypeError,
 )
 def test_preprocess_on_the_dask_runner_writes_the_default_runners_dataset(
     dask_cluster, raw_shards, default_runner_dataset, tmp_path

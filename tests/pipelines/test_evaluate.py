@@ -9,6 +9,7 @@ import pytest
 from pipelines import evaluate
 from pipelines.datasets import ownership
 from pipelines.scoring import outputs as out
+from tests.conftest import assert_a_model_that_is_no_export_is_refused
 
 
 def test_a_missing_flag_is_a_usage_error_that_names_fewframes_evaluate(capsys):
@@ -44,31 +45,17 @@ def test_evaluate_parses_its_metric_flags_and_leaves_beam_options_to_beam():
 
 
 def test_main_answers_a_model_that_is_no_export_with_one_line_and_code_2(tmp_path, capsys):
-    code = evaluate.main(["--model", str(tmp_path), "--input", "x", "--output", str(tmp_path / "o")])
-    assert code == 2
-    err = capsys.readouterr().err
-    assert len(err.splitlines()) == 1
-    assert err.startswith(f"fewframes evaluate: error: --model {tmp_path} is neither a fewframes export")
-    assert not (tmp_path / "o").exists()
+    assert_a_model_that_is_no_export_is_refused(evaluate, "fewframes evaluate", tmp_path, capsys)
 
 
 def test_evaluate_writes_metrics_per_class_and_videos_of_a_labelled_partition(
     student_export, tiny_frame_dataset, tmp_path
 ):
     output = tmp_path / "eval"
-    summary = evaluate.run(
-        [
-            "--model",
-            str(student_export),
-            "--input",
-            f"{tiny_frame_dataset.parent}/raw/train*.tfrecord",
-            "--output",
-            str(output),
-            "--no-report",
-            "--direct_num_workers",
-            "1",
-        ]  # fmt: skip
-    )
+    summary = evaluate.run([
+        "--model", str(student_export), "--input", f"{tiny_frame_dataset.parent}/raw/train*.tfrecord",
+        "--output", str(output), "--no-report", "--direct_num_workers", "1",
+    ])  # fmt: skip
     metrics = json.loads((output / out.METRICS_FILE).read_text())
     assert metrics == summary and metrics["num_videos"] == 40 and metrics["balanced"]
     assert 0 < metrics["gap"] <= 1 and metrics["map"] == metrics["map_nonempty_classes"]

@@ -8,6 +8,7 @@ import pytest
 from pipelines import predict
 from pipelines.datasets import ownership
 from pipelines.scoring import outputs as out
+from tests.conftest import assert_a_model_that_is_no_export_is_refused
 
 
 def test_a_missing_flag_is_a_usage_error_that_names_fewframes_predict(capsys):
@@ -27,30 +28,17 @@ def test_predict_has_no_metric_flags():
 
 
 def test_main_answers_a_model_that_is_no_export_with_one_line_and_code_2(tmp_path, capsys):
-    code = predict.main(["--model", str(tmp_path), "--input", "x", "--output", str(tmp_path / "o")])
-    assert code == 2
-    err = capsys.readouterr().err
-    assert len(err.splitlines()) == 1
-    assert err.startswith(f"fewframes predict: error: --model {tmp_path} is neither a fewframes export")
-    assert not (tmp_path / "o").exists()
+    assert_a_model_that_is_no_export_is_refused(predict, "fewframes predict", tmp_path, capsys)
 
 
 def test_predict_writes_predictions_and_a_summary_but_no_metrics(
     student_export, tiny_frame_dataset, tmp_path
 ):
     output = tmp_path / "predictions"
-    summary = predict.run(
-        [
-            "--model",
-            str(student_export),
-            "--input",
-            str(tiny_frame_dataset),
-            "--output",
-            str(output),
-            "--direct_num_workers",
-            "1",
-        ]  # fmt: skip
-    )
+    summary = predict.run([
+        "--model", str(student_export), "--input", str(tiny_frame_dataset),
+        "--output", str(output), "--direct_num_workers", "1",
+    ])  # fmt: skip
     assert json.loads((output / "summary.json").read_text()) == summary
     assert summary["num_videos"] == 40 and summary["num_failed"] == 0 and summary["balanced"]
     assert "gap" not in summary and "map" not in summary

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from trainer import inputs as I
 from trainer.config import BERNOULLI_KL, CATEGORICAL_KL, MSE, LossConfig, ModelChoice
 from trainer.distill import (
     CE_EPSILON,
@@ -17,14 +18,6 @@ from trainer.distill import (
     cross_entropy,
     prediction_distance,
     representation_distance,
-)
-from trainer.inputs import (
-    STUDENT_FRAMES,
-    STUDENT_MASK,
-    TARGET_PREDICTIONS,
-    TARGET_REPRESENTATION,
-    TEACHER_FRAMES,
-    TEACHER_MASK,
 )
 
 D, C = 12, 3
@@ -46,10 +39,10 @@ def _batch(seed=0, batch=4, frames=6):
     mask = np.ones((batch, frames), np.float32)
     mask[1, 4:] = 0
     x = {
-        TEACHER_FRAMES: rng.normal(size=(batch, frames, D)).astype(np.float32),
-        TEACHER_MASK: mask,
-        STUDENT_FRAMES: rng.normal(size=(batch, 2, D)).astype(np.float32),
-        STUDENT_MASK: np.ones((batch, 2), np.float32),
+        I.TEACHER_FRAMES: rng.normal(size=(batch, frames, D)).astype(np.float32),
+        I.TEACHER_MASK: mask,
+        I.STUDENT_FRAMES: rng.normal(size=(batch, 2, D)).astype(np.float32),
+        I.STUDENT_MASK: np.ones((batch, 2), np.float32),
     }
     y = (rng.uniform(size=(batch, C)) < 0.5).astype(np.float32)
     return x, y
@@ -183,14 +176,14 @@ def test_offline_serial_takes_the_teachers_outputs_from_the_batch():
     model = DistillationModel("serial", None, _classifier(), targets_dims=(C, 5), projection_dim=5)
     x, y = _batch(seed=4)
     x = {k: v for k, v in x.items() if k.startswith("student")}
-    x[TARGET_PREDICTIONS] = np.tile(TEACHER_P[:1], (4, 1))
-    x[TARGET_REPRESENTATION] = np.arange(20, dtype=np.float32).reshape(4, 5)
+    x[I.TARGET_PREDICTIONS] = np.tile(TEACHER_P[:1], (4, 1))
+    x[I.TARGET_REPRESENTATION] = np.arange(20, dtype=np.float32).reshape(4, 5)
     out = model(x)
-    np.testing.assert_array_equal(out[TEACHER_PREDICTIONS], x[TARGET_PREDICTIONS])
+    np.testing.assert_array_equal(out[TEACHER_PREDICTIONS], x[I.TARGET_PREDICTIONS])
     assert out[STUDENT_PROJECTION].shape == (4, 5)
     assert set(model.loss_terms(y, out)) == {"student_ce", "rep", "pred"}
     # Evaluation batches carry no targets: the student alone.
-    del x[TARGET_PREDICTIONS], x[TARGET_REPRESENTATION]
+    del x[I.TARGET_PREDICTIONS], x[I.TARGET_REPRESENTATION]
     assert TEACHER_PREDICTIONS not in model(x)
 
 

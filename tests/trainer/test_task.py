@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, assert_refused_before_any_work
 from trainer import inputs, task
 from trainer.config import TrainConfig
 from trainer.job_dir import SUMMARY_NAME
@@ -102,10 +102,8 @@ def test_command_line_mistakes_are_one_line_errors(tmp_path, tiny_frame_dataset,
 )
 def test_a_run_that_cannot_train_is_refused_before_any_work(tmp_path, tiny_frame_dataset, argv, message,
                                                              capsys):  # fmt: skip
-    code = task.main(_command(tiny_frame_dataset, tmp_path / "j", "--student", "mean-moe-small", *argv))
-    err = capsys.readouterr().err
-    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "j" / "export").exists() and not (tmp_path / "j" / "checkpoints").exists()
+    command = _command(tiny_frame_dataset, tmp_path / "j", "--student", "mean-moe-small", *argv)
+    assert_refused_before_any_work(command, tmp_path / "j", message, capsys)
 
 
 @pytest.mark.parametrize(

@@ -8,33 +8,17 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines.runner import local_runner
 from pipelines.scoring import combiners
-from trainer.metrics import MetricsAccumulator, average_precision, score_videos
+from tests.evaluation_fixture import scored_records
+from trainer.metrics import MetricsAccumulator, average_precision
 
 
 # ----- the combiners alone, in a TestPipeline -----------------------------------------------------------
-def _records_from(predictions, labels, top_k):
-    scored = score_videos(predictions, labels, top_k)
-    return [
-        {
-            "id": f"v{i}",
-            "labels": [int(x) for x in scored.labels()[i]],
-            "top_classes": scored.classes[i].tolist(),
-            "top_scores": scored.scores[i].tolist(),
-            "perr": float(scored.perr[i]),
-            "num_frames": 10,
-            "frames_read": 2,
-            "model_seconds": 0.5,
-        }
-        for i in range(len(predictions))
-    ]
-
-
 def test_metrics_combiner_merges_partial_results_exactly():
     rng = np.random.default_rng(4)
     predictions = np.round(rng.random((300, 30)), 2).astype(np.float32)  # many ties
     labels = [rng.choice(30, size=rng.integers(0, 4), replace=False) for _ in range(300)]
     expected = MetricsAccumulator(30, 5).add_batch(predictions, labels).result()
-    records = _records_from(predictions, labels, 5)
+    records = scored_records(predictions, labels, 5)
     with BeamTestPipeline(runner=local_runner(beam.options.pipeline_options.PipelineOptions())) as p:
         result = (
             p
@@ -97,7 +81,7 @@ def test_metrics_do_not_depend_on_how_videos_are_split_or_merged():
     predictions = np.round(rng.random((120, 12)), 1).astype(np.float32)  # ties across parts
     labels = [rng.choice(12, size=rng.integers(0, 3), replace=False) for _ in range(120)]
     one_pass = MetricsAccumulator(12, 4).add_batch(predictions, labels)
-    records = _records_from(predictions, labels, 4)
+    records = scored_records(predictions, labels, 4)
     fn = combiners.MetricsCombineFn(12, 4, block=5)
     shuffled = [records[i] for i in rng.permutation(len(records))]
     for cuts, order in [
@@ -156,7 +140,7 @@ def test_segment_map_ranks_ties_negatives_first_and_skips_classes_without_positi
 def test_scored_from_records_keeps_each_videos_labels_and_entries():
     predictions = np.array([[0.1, 0.9, 0.3], [0.6, 0.2, 0.4]], np.float32)
     labels = [np.array([1, 2]), np.array([], np.int64)]
-    records = _records_from(predictions, labels, 2)
+    records = scored_records(predictions, labels, 2)
     scored = combiners.scored_from_records(records)
     assert scored.classes.tolist() == [[1, 2], [0, 2]]
     np.testing.assert_allclose(scored.scores, [[0.9, 0.3], [0.6, 0.4]])

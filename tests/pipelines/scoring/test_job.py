@@ -44,6 +44,18 @@ def _evaluate(*argv, labels=True):
     return job.run([*argv, "--direct_num_workers", "1"])
 
 
+def _score(model, input, output, *flags, labels=True):
+    """`_evaluate` of `model` on `input` into `output` (paths or strings), with `flags` after them."""
+    return _evaluate(
+        "--model", str(model), "--input", str(input), "--output", str(output), *flags, labels=labels
+    )
+
+
+def _synthetic_shards(directory, **config) -> None:
+    """One shard of synthetic frame-level videos (8 classes, seed 5) under `directory`."""
+    generate(str(directory), SynthConfig(kind="frame", shards=1, classes=8, seed=5, **config), progress=False)
+
+
 def _jsonl(directory, prefix) -> list[dict]:
     lines = []
     for path in sorted(pathlib.Path(directory).glob(f"{prefix}-*.jsonl")):
@@ -86,15 +98,7 @@ def damaged_raw(tmp_path_factory, tiny_frame_dataset):
 def raw_run(student_export, damaged_raw, tmp_path_factory):
     root, _ = damaged_raw
     output = tmp_path_factory.mktemp("eval-out")
-    summary = _evaluate(
-        "--model",
-        str(student_export.parent),
-        "--input",
-        f"{root}/train*.tfrecord",
-        "--output",
-        str(output),
-        "--jsonl",
-    )
+    summary = _score(student_export.parent, f"{root}/train*.tfrecord", output, "--jsonl")
     return output, summary
 
 
@@ -187,15 +191,7 @@ def test_report_headline_matches_metrics(raw_run):
 def test_dataset_input_scores_as_raw(student_export, tiny_frame_dataset, raw_run, tmp_path):
     """The dataset's stored every_n:4 view (float16) gives the raw path's metrics within rounding."""
     _, raw_summary = raw_run
-    summary = _evaluate(
-        "--model",
-        str(student_export),
-        "--input",
-        str(tiny_frame_dataset),
-        "--output",
-        str(tmp_path),
-        "--no-report",
-    )
+    summary = _score(student_export, tiny_frame_dataset, tmp_path, "--no-report")
     assert summary["input"]["source"] == "dataset" and summary["input"]["frames"] == "view"
     assert summary["num_videos"] == 40 and summary["num_failed"] == 0
     assert summary["gap"] == pytest.approx(raw_summary["gap"], abs=0.01)
@@ -232,15 +228,7 @@ def uniform_job(tiny_frame_dataset, tmp_path_factory):
 def test_whole_videos_of_a_dataset_go_through_score_frames(uniform_job, tiny_frame_dataset, tmp_path):
     """A uniform:3 model on a dataset storing every_n:4 reads the full view and cuts its own."""
 
-    summary = _evaluate(
-        "--model",
-        str(uniform_job),
-        "--input",
-        str(tiny_frame_dataset),
-        "--output",
-        str(tmp_path),
-        "--no-report",
-    )
+    summary = _score(uniform_job, tiny_frame_dataset, tmp_path, "--no-report")
     assert summary["input"]["frames"] == "whole"
     loaded = LoadedExport(str(uniform_job / "export"))
     lengths = []
@@ -287,15 +275,7 @@ def test_an_output_holding_files_needs_overwrite(student_export, tiny_frame_data
         )
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(scoring_job.UsageError, match="no evaluation wrote"):
-        _evaluate(
-            "--model",
-            str(student_export),
-            "--input",
-            str(tiny_frame_dataset),
-            "--output",
-            str(tmp_path),
-            "--overwrite",
-        )
+        _score(student_export, tiny_frame_dataset, tmp_path, "--overwrite")
     assert (tmp_path / "notes.txt").exists()
 
 
@@ -362,42 +342,18 @@ def test_a_link_inside_an_evaluation_output_is_refused_and_its_target_untouched(
 
 
 def test_predict_on_unlabelled_test_shards_with_a_category_filter(student_export, tmp_path):
-    generate(
-        str(tmp_path / "raw"),
-        SynthConfig(
-            kind="frame",
-            videos=12,
-            shards=1,
-            classes=8,
-            seed=5,
-            min_frames=5,
-            max_frames=60,
-            partition="test",
-        ),
-        progress=False,
-    )
-    summary = _evaluate(
-        "--model",
-        str(student_export),
-        "--input",
-        f"{tmp_path}/raw/test*.tfrecord",
-        "--output",
-        str(tmp_path / "all"),
-        labels=False,
-    )
+    _synthetic_shards(tmp_path / "raw", videos=12, min_frames=5, max_frames=60, partition="test")
+    summary = _score(student_export, f"{tmp_path}/raw/test*.tfrecord", tmp_path / "all", labels=False)
     assert summary["num_videos"] == 12 and "gap" not in summary
     assert not (tmp_path / "all" / out.METRICS_FILE).exists()
     rows = _predictions_csv(tmp_path / "all")
     assert len(rows) == 12
     # Keep the videos whose top entries give class "3" a score of at least the median.
     threshold = float(np.median([dict(zip(*row, strict=True))[3] for row in rows.values()]))
-    _evaluate(
-        "--model",
-        str(student_export),
-        "--input",
+    _score(
+        student_export,
         f"{tmp_path}/raw/test*.tfrecord",
-        "--output",
-        str(tmp_path / "some"),
+        tmp_path / "some",
         "--only-label",
         "3",
         "--only-min-score",
@@ -408,13 +364,10 @@ def test_predict_on_unlabelled_test_shards_with_a_category_filter(student_export
     assert set(kept) == {v for v, row in rows.items() if dict(zip(*row, strict=True))[3] >= threshold}
     assert 0 < len(kept) < 12
     with pytest.raises(scoring_job.UsageError, match="no class is named 'nope'"):
-        _evaluate(
-            "--model",
-            str(student_export),
-            "--input",
+        _score(
+            student_export,
             f"{tmp_path}/raw/test*.tfrecord",
-            "--output",
-            str(tmp_path / "x"),
+            tmp_path / "x",
             "--only-label",
             "nope",
             labels=False,
@@ -422,28 +375,13 @@ def test_predict_on_unlabelled_test_shards_with_a_category_filter(student_export
 
 
 def test_segment_map_on_rated_segments(student_export, tmp_path):
-    generate(
-        str(tmp_path / "raw"),
-        SynthConfig(
-            kind="frame",
-            videos=16,
-            shards=1,
-            classes=8,
-            seed=5,
-            min_frames=20,
-            max_frames=60,
-            segments=True,
-            partition="validate",
-        ),
-        progress=False,
+    _synthetic_shards(
+        tmp_path / "raw", videos=16, min_frames=20, max_frames=60, segments=True, partition="validate"
     )
-    summary = _evaluate(
-        "--model",
-        str(student_export),
-        "--input",
+    summary = _score(
+        student_export,
         f"{tmp_path}/raw/validate*.tfrecord",
-        "--output",
-        str(tmp_path / "o"),
+        tmp_path / "o",
         "--no-report",
         "--segment-k",
         "3",
@@ -510,15 +448,7 @@ def test_predictions_csv_reads_back_ids_holding_commas_quotes_and_line_breaks(st
         tfrecord_io.write_records(
             f, [raw.frame_level_record(i.encode(), [], *random_frames(rng, 9)) for i in ids]
         )
-    summary = _evaluate(
-        "--model",
-        str(student_export),
-        "--input",
-        f"{tmp_path}/raw/test*.tfrecord",
-        "--output",
-        str(tmp_path / "o"),
-        labels=False,
-    )
+    summary = _score(student_export, f"{tmp_path}/raw/test*.tfrecord", tmp_path / "o", labels=False)
     assert summary["num_videos"] == len(ids)
     table = pd.read_csv(tmp_path / "o" / out.PREDICTIONS_CSV, keep_default_na=False)
     assert list(table.columns) == ["VideoId", "LabelConfidencePairs"]

@@ -11,27 +11,11 @@ import pytest
 
 from pipelines.runner import UsageError
 from pipelines.scoring import outputs as out
+from tests.evaluation_fixture import scored_records
 from trainer.labels import Vocabulary
-from trainer.metrics import MetricsAccumulator, score_videos
+from trainer.metrics import MetricsAccumulator
 
 VOCABULARY = b"Index,Name,Vertical1\n0,Car,Autos\n1,Guitar,Arts\n2,Racing,Autos\n"
-
-
-def _records(predictions, labels, top_k):
-    scored = score_videos(predictions, labels, top_k)
-    return [
-        {
-            "id": f"v{i}",
-            "labels": [int(x) for x in scored.labels()[i]],
-            "top_classes": scored.classes[i].tolist(),
-            "top_scores": scored.scores[i].tolist(),
-            "perr": float(scored.perr[i]),
-            "num_frames": 10 + i,
-            "frames_read": 2,
-            "model_seconds": 0.5,
-        }
-        for i in range(len(predictions))
-    ]
 
 
 # ----- prediction lines --------------------------------------------------------------------------
@@ -107,7 +91,7 @@ def test_videos_table_round_trips_and_reproduces_the_metrics_of_its_videos(tmp_p
     predictions = np.round(rng.random((50, 9)), 2).astype(np.float32)
     labels = [rng.choice(9, size=rng.integers(0, 3), replace=False) for _ in range(50)]
     expected = MetricsAccumulator(9, 4).add_batch(predictions, labels)
-    records = _records(predictions, labels, 4)
+    records = scored_records(predictions, labels, 4)
     out.write_videos(str(tmp_path), out.videos_table(records))
     table = out.read_videos(str(tmp_path))
     assert table.schema.equals(out.VIDEO_SCHEMA, check_metadata=False)
@@ -121,7 +105,7 @@ def test_videos_table_round_trips_and_reproduces_the_metrics_of_its_videos(tmp_p
 
 
 def test_a_videos_table_with_uneven_top_k_entries_is_refused():
-    records = _records(np.array([[0.1, 0.9, 0.3], [0.6, 0.2, 0.4]], np.float32), [[1], [0]], 2)
+    records = scored_records(np.array([[0.1, 0.9, 0.3], [0.6, 0.2, 0.4]], np.float32), [[1], [0]], 2)
     records[1]["top_classes"], records[1]["top_scores"] = [0], [0.6]
     with pytest.raises(ValueError, match="the same number of top-k entries"):
         out.scored_from_table(out.videos_table(records))

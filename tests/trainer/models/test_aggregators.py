@@ -32,11 +32,6 @@ SMALL_PARAMS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _seed():
-    keras.utils.set_random_seed(0)
-
-
 def prefix_mask(lengths, num_frames):
     return (np.arange(num_frames)[None, :] < np.asarray(lengths)[:, None]).astype("float32")
 

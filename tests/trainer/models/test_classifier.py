@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from tests.trainer.models.batches import D, inputs, numpy_outputs
 from trainer.models import (
     PREDICTIONS,
     REPRESENTATION,
@@ -15,23 +16,7 @@ from trainer.models import (
     get_preset,
 )
 
-D, C = 12, 5
-
-
-@pytest.fixture(autouse=True)
-def _seed():
-    keras.utils.set_random_seed(0)
-
-
-def inputs(lengths=(6, 3, 1), num_frames=6, dim=D, seed=0):
-    rng = np.random.default_rng(seed)
-    mask = (np.arange(num_frames)[None, :] < np.asarray(lengths)[:, None]).astype("float32")
-    frames = rng.normal(size=(len(lengths), num_frames, dim)).astype("float32") * mask[..., None]
-    return {"frames": frames, "mask": mask}
-
-
-def numpy_outputs(outputs):
-    return {key: keras.ops.convert_to_numpy(value) for key, value in outputs.items()}
+C = 5
 
 
 # ----- ModelSpec ------------------------------------------------------------------------------

@@ -9,11 +9,6 @@ from trainer.models import ContextGating, LogisticHead, MoEHead, build_head, hea
 R, C = 6, 4
 
 
-@pytest.fixture(autouse=True)
-def _seed():
-    keras.utils.set_random_seed(0)
-
-
 def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 

@@ -1,9 +1,9 @@
 """The named models: the required names, the paper's pair, and the CPU-sized ones."""
 
-import keras
 import numpy as np
 import pytest
 
+from tests.trainer.models.batches import D, inputs, numpy_outputs
 from trainer.models import (
     PREDICTIONS,
     PRESETS,
@@ -14,24 +14,8 @@ from trainer.models import (
     preset_names,
 )
 
-D, C = 12, 5
+C = 5
 YT8M_FRAME_DIM = 1024 + 128
-
-
-@pytest.fixture(autouse=True)
-def _seed():
-    keras.utils.set_random_seed(0)
-
-
-def inputs(lengths=(6, 3, 1), num_frames=6, dim=D, seed=0):
-    rng = np.random.default_rng(seed)
-    mask = (np.arange(num_frames)[None, :] < np.asarray(lengths)[:, None]).astype("float32")
-    frames = rng.normal(size=(len(lengths), num_frames, dim)).astype("float32") * mask[..., None]
-    return {"frames": frames, "mask": mask}
-
-
-def numpy_outputs(outputs):
-    return {key: keras.ops.convert_to_numpy(value) for key, value in outputs.items()}
 
 
 REQUIRED_PRESETS = {

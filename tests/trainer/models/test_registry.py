@@ -4,78 +4,73 @@ import dataclasses
 
 import pytest
 
-from trainer.models import (
-    DBoFConfig,
-    LSTMAggregator,
-    MoEConfig,
-    MoEHead,
-    aggregator_names,
-    build_aggregator,
-    build_head,
-    head_names,
-    make_config,
-    register_aggregator,
-    register_head,
-    registry,
-)
+from trainer.models import DBoFConfig, LSTMAggregator, MoEConfig, MoEHead, registry
 
 C = 4
 
 
 def test_make_config_checks_kind_types_and_values():
     with pytest.raises(ValueError, match=r"unknown kind 'backbone'; expected one of aggregator, head"):
-        make_config("backbone", "mean", {})
+        registry.make_config("backbone", "mean", {})
     with pytest.raises(ValueError, match=r"DBoFConfig.pooling must be one of max, mean; got 'sum'"):
-        make_config("aggregator", "dbof", {"pooling": "sum"})
+        registry.make_config("aggregator", "dbof", {"pooling": "sum"})
     with pytest.raises(ValueError, match=r"HierarchicalLSTMConfig.full_state must be bool, got 1"):
-        make_config("aggregator", "hlstm", {"full_state": 1})
+        registry.make_config("aggregator", "hlstm", {"full_state": 1})
     with pytest.raises(ValueError, match=r"need hidden_size > 0"):
-        make_config("aggregator", "netvlad", {"hidden_size": 0})
+        registry.make_config("aggregator", "netvlad", {"hidden_size": 0})
     # JSON writes 1.0 as 1: an int is accepted for a float field, and stored as a float.
-    assert make_config("head", "moe", {"l2_penalty": 1}).l2_penalty == 1.0
+    assert registry.make_config("head", "moe", {"l2_penalty": 1}).l2_penalty == 1.0
 
 
 def test_build_aggregator_takes_layer_kwargs():
-    layer = build_aggregator("lstm", {"units": 3}, name="teacher_lstm")
+    layer = registry.build_aggregator("lstm", {"units": 3}, name="teacher_lstm")
     assert layer.name == "teacher_lstm" and layer.config.units == 3
 
 
 def test_build_head_errors_name_the_valid_choices():
     with pytest.raises(ValueError, match=r"unknown head 'softmax'; valid heads: logistic, moe"):
-        build_head("softmax", C)
+        registry.build_head("softmax", C)
     with pytest.raises(
         ValueError, match=r"unknown field\(s\) mixtures for head 'moe'; valid fields: num_mixtures"
     ):
-        build_head("moe", C, {"mixtures": 3})
+        registry.build_head("moe", C, {"mixtures": 3})
     with pytest.raises(ValueError, match=r"MoEConfig.num_mixtures must be int, got '3'"):
-        build_head("moe", C, {"num_mixtures": "3"})
+        registry.build_head("moe", C, {"num_mixtures": "3"})
     with pytest.raises(ValueError, match=r"num_mixtures must be > 0"):
-        build_head("moe", C, {"num_mixtures": 0})
+        registry.build_head("moe", C, {"num_mixtures": 0})
 
 
 # ----- added with the mirror file -------------------------------------------------------------
 def test_names_are_listed_sorted_and_each_builds_its_registered_class():
-    assert aggregator_names() == tuple(sorted(aggregator_names()))
-    assert {"dbof", "hlstm", "lstm", "max", "mean", "netvlad", "nextvlad", "video"} <= set(aggregator_names())
-    assert head_names() == ("logistic", "moe")
-    layer = build_aggregator("lstm")
+    assert registry.aggregator_names() == tuple(sorted(registry.aggregator_names()))
+    assert {"dbof", "hlstm", "lstm", "max", "mean", "netvlad", "nextvlad", "video"} <= set(
+        registry.aggregator_names()
+    )
+    assert registry.head_names() == ("logistic", "moe")
+    layer = registry.build_aggregator("lstm")
     assert isinstance(layer, LSTMAggregator) and layer.registered_name == "lstm"
-    head = build_head("moe", C, {"num_mixtures": 3}, name="the_head")
+    head = registry.build_head("moe", C, {"num_mixtures": 3}, name="the_head")
     assert isinstance(head, MoEHead) and head.name == "the_head" and head.config == MoEConfig(num_mixtures=3)
 
 
 def test_missing_fields_take_the_config_defaults():
-    assert make_config("aggregator", "dbof", {"cluster_size": 16}) == DBoFConfig(cluster_size=16)
-    assert make_config("aggregator", "dbof", None) == DBoFConfig()
-    assert make_config("aggregator", "dbof", {"cluster_size": 16}).hidden_size == DBoFConfig().hidden_size
+    assert registry.make_config("aggregator", "dbof", {"cluster_size": 16}) == DBoFConfig(cluster_size=16)
+    assert registry.make_config("aggregator", "dbof", None) == DBoFConfig()
+    assert (
+        registry.make_config("aggregator", "dbof", {"cluster_size": 16}).hidden_size
+        == DBoFConfig().hidden_size
+    )
 
 
 def test_a_name_is_registered_once_and_only_with_a_config_dataclass():
     with pytest.raises(ValueError, match=r"aggregator 'mean' is already registered \(MeanPooling\)"):
-        register_aggregator("mean", DBoFConfig)(type("OtherMean", (), {}))
+        registry.register_aggregator("mean", DBoFConfig)(type("OtherMean", (), {}))
     with pytest.raises(TypeError, match="must be a dataclass deriving from registry.Config"):
-        register_head("plain", dict)
-    assert "plain" not in head_names() and len([n for n in aggregator_names() if n == "mean"]) == 1
+        registry.register_head("plain", dict)
+    assert (
+        "plain" not in registry.head_names()
+        and len([n for n in registry.aggregator_names() if n == "mean"]) == 1
+    )
 
 
 def test_config_fields_are_type_checked_and_bools_are_not_numbers():

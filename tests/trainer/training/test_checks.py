@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from schemas.views import View
+from tests.conftest import assert_refused_before_any_work
 from trainer import inputs as I
 from trainer import task
 from trainer.config import ModelChoice, TrainConfig, UsageError
@@ -66,10 +67,8 @@ def test_serial_mode_refuses_a_teacher_of_other_features(tmp_path, tiny_frame_da
 )
 def test_a_run_that_cannot_train_is_refused_before_any_work(tmp_path, tiny_frame_dataset, argv, message,
                                                              capsys):  # fmt: skip
-    code = task.main(_command(tiny_frame_dataset, tmp_path / "j", "--student", "mean-moe-small", *argv))
-    err = capsys.readouterr().err
-    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "j" / "export").exists() and not (tmp_path / "j" / "checkpoints").exists()
+    command = _command(tiny_frame_dataset, tmp_path / "j", "--student", "mean-moe-small", *argv)
+    assert_refused_before_any_work(command, tmp_path / "j", message, capsys)
 
 
 def test_a_job_dir_holding_another_run_is_refused(tmp_path, tiny_frame_dataset):
