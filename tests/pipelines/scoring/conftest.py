@@ -26,22 +26,34 @@ def read_records(pattern: str) -> list[bytes]:
     return records
 
 
-@pytest.fixture(scope="package")
-def shards(tmp_path_factory, tiny_frame_dataset):
-    """The tiny dataset's 40 raw records in two shards, plus a shard of three bad records."""
-    root = tmp_path_factory.mktemp("cascade-raw")
+def tiny_raw_in_two_shards(root, tiny_frame_dataset) -> list[bytes]:
+    """The tiny dataset's 40 raw records rewritten as root/train0000 and train0001."""
     good = read_records(f"{tiny_frame_dataset.parent}/raw/train*.tfrecord")
     for i, chunk in enumerate((good[:20], good[20:])):
         with open(root / f"train000{i}.tfrecord", "wb") as f:
             tfrecord_io.write_records(f, chunk)
+    return good
+
+
+def write_three_bad_records(path) -> None:
+    """A shard of three records that fail in three ways: a label outside the 8 classes, 12 rgb
+    frames but 7 audio frames, bytes that are no protobuf."""
     rgb, audio = random_frames(np.random.default_rng(0), 12)
     bad = [
-        raw.frame_level_record(b"badlabel", [3, 99], rgb, audio),  # class 99 of 8
+        raw.frame_level_record(b"badlabel", [3, 99], rgb, audio),
         raw.frame_level_record(b"shortaud", [1], rgb, audio[:7]),
         b"\x0a\x03not a protobuf at all",
     ]
-    with open(root / "bad0000.tfrecord", "wb") as f:
+    with open(path, "wb") as f:
         tfrecord_io.write_records(f, bad)
+
+
+@pytest.fixture(scope="package")
+def shards(tmp_path_factory, tiny_frame_dataset):
+    """The tiny dataset's 40 raw records in two shards, plus a shard of three bad records."""
+    root = tmp_path_factory.mktemp("cascade-raw")
+    good = tiny_raw_in_two_shards(root, tiny_frame_dataset)
+    write_three_bad_records(root / "bad0000.tfrecord")
     return root, good
 
 

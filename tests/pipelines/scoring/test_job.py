@@ -1,7 +1,6 @@
 """The Beam evaluation and prediction jobs end to end, against the export scored directly."""
 
 import csv
-import glob
 import json
 import pathlib
 
@@ -19,17 +18,10 @@ from schemas import features as F
 from schemas import raw
 from schemas.views import View
 from tests.conftest import make_dataset, random_frames, train_job
+from tests.pipelines.scoring.conftest import read_records, tiny_raw_in_two_shards, write_three_bad_records
 from trainer import inputs
 from trainer.export import LoadedExport
 from trainer.metrics import MetricsAccumulator
-
-
-def _records(pattern: str) -> list[bytes]:
-    records = []
-    for path in sorted(glob.glob(pattern)):
-        with open(path, "rb") as f:
-            records += [r.data for r in tfrecord_io.iter_frames(f)]
-    return records
 
 
 def _labels(record: bytes) -> tuple[str, list[int]]:
@@ -78,19 +70,8 @@ def _predictions_csv(directory) -> dict:
 def damaged_raw(tmp_path_factory, tiny_frame_dataset):
     """The tiny dataset's raw shards plus a shard of planted bad records."""
     root = tmp_path_factory.mktemp("eval-raw")
-    good = _records(f"{tiny_frame_dataset.parent}/raw/train*.tfrecord")
-    for i, chunk in enumerate((good[:20], good[20:])):
-        with open(root / f"train000{i}.tfrecord", "wb") as f:
-            tfrecord_io.write_records(f, chunk)
-    rng = np.random.default_rng(0)
-    rgb, audio = random_frames(rng, 12)
-    bad = [
-        raw.frame_level_record(b"badlabel", [3, 99], rgb, audio),  # class 99 of 8
-        raw.frame_level_record(b"shortaud", [1], rgb, audio[:7]),  # 12 rgb frames, 7 audio
-        b"\x0a\x03not a protobuf at all",
-    ]
-    with open(root / "train0002.tfrecord", "wb") as f:
-        tfrecord_io.write_records(f, bad)
+    good = tiny_raw_in_two_shards(root, tiny_frame_dataset)
+    write_three_bad_records(root / "train0002.tfrecord")
     return root, good
 
 
@@ -390,7 +371,7 @@ def test_segment_map_on_rated_segments(student_export, tmp_path):
 
     loaded = LoadedExport(str(student_export))
     ratings = {}  # class -> [(score, positive)]
-    for record in _records(f"{tmp_path}/raw/validate*.tfrecord"):
+    for record in read_records(f"{tmp_path}/raw/validate*.tfrecord"):
         example = tf.train.SequenceExample.FromString(record)
         context = example.context.feature
         frames = {
