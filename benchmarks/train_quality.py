@@ -60,7 +60,7 @@ def _pm(values, digits: int = 3) -> str:
 
 
 def _gain(distilled, alone) -> str:
-    """Paired GAP difference (same seed, same data) and in how many seeds it is positive."""
+    """Paired difference of a metric (same seed, same data) and in how many seeds it is positive."""
     differences = [d - a for d, a in zip(distilled, alone, strict=True)]
     return f"{_pm(differences)} ({sum(x > 0 for x in differences)}/{len(differences)} > 0)"
 
@@ -201,11 +201,17 @@ def quality_seed(args, seed: int) -> None:
             "student_gap": metrics.get("val_student_gap"),
             "teacher_hit_at_1": metrics.get("val_teacher_hit_at_1"),
             "student_hit_at_1": metrics.get("val_student_hit_at_1"),
+            "teacher_map": metrics.get("val_teacher_map_nonempty_classes"),
+            "student_map": metrics.get("val_student_map_nonempty_classes"),
         }
         shown = (
             results[job.name]["student_gap"] if job.mode != "teacher" else results[job.name]["teacher_gap"]
         )
-        print(f"seed {seed}: {job.name:<28} GAP {shown:.4f}  ({summary['seconds']:.0f}s)", flush=True)
+        shown_map = results[job.name]["student_map" if job.mode != "teacher" else "teacher_map"]
+        print(
+            f"seed {seed}: {job.name:<28} GAP {shown:.4f}  mAP {shown_map:.4f}  ({summary['seconds']:.0f}s)",
+            flush=True,
+        )
     _write_json(
         os.path.join(root, "results.json"),
         {
@@ -280,6 +286,25 @@ def quality_report(args, per_seed: list[dict]) -> str:
             f"| {_pm(gaps(parallel))} | {_pm(gaps(serial))} | {_pm(ratios(parallel))} "
             f"| {_pm(ratios(serial))} | {goal(parallel)}; {goal(serial)} "
             f"| {_gain(gaps(parallel), student)} | {_gain(gaps(serial), student)} |"
+        )
+    # mAP over the classes with a positive (`map_nonempty_classes`), paired with GAP: a loss
+    # term can raise GAP (the pooled ranking, led by frequent classes) while lowering mAP.
+    lines += [
+        "",
+        "mAP (`map_nonempty_classes`, the job's own evaluation), same jobs:",
+        "",
+        "| view | teacher mAP | student mAP | parallel mAP | serial mAP | parallel − student "
+        "| serial − student |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for view, variant, pattern in rows:
+        label = f"{view}" + (f", {variant}" if variant else "")
+        parallel, serial = pattern.format("parallel"), pattern.format("serial")
+        student = gaps(f"student-{_slug(view)}", "student_map")
+        parallel_map, serial_map = gaps(parallel, "student_map"), gaps(serial, "student_map")
+        lines.append(
+            f"| {label} | {_pm(gaps('teacher', 'teacher_map'))} | {_pm(student)} | {_pm(parallel_map)} "
+            f"| {_pm(serial_map)} | {_gain(parallel_map, student)} | {_gain(serial_map, student)} |"
         )
     variants = _variants(args.variant)
     if variants:
