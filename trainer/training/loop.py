@@ -175,11 +175,30 @@ def train(
     if distribution.workers > 1 and config.input_format == "auto" and "parquet" in plan.manifest["formats"]:
         fmt = "parquet"  # its footers count each worker's share; TFRecord would be read to count
     eval_fmt = I.resolve_format(eval_plan, config.input_format, backend) if eval_plan else None
-    zscore = inputs.zscore_parameters(plan.dataset_dir, plan.manifest)
+    zscore = I.zscore_parameters(plan.dataset_dir, plan.manifest)
     if zscore is not None and tuple(features) != F.FRAME_FEATURES:
         raise I.InputMismatch("a z-scored dataset needs --features rgb,audio (the analysis covers both)")
     if eval_plan is not None:
-        check_same_zscore(zscore, inputs.zscore_parameters(eval_plan.dataset_dir, eval_plan.manifest))
+        check_same_zscore(zscore, I.zscore_parameters(eval_plan.dataset_dir, eval_plan.manifest))
+    # Each worker's share and the steps every worker takes, refused before any work.
+    try:
+        worker_batch = distribution.worker_batch(config.batch_size)
+        if distribution.workers > 1:
+            all_shares = D.shares(plan.dataset_dir, fmt, distribution.workers)
+            share = all_shares[distribution.worker]
+            examples_per_worker = [s.examples for s in all_shares]
+            steps = D.steps_per_epoch(all_shares, worker_batch)
+        else:
+            share, examples_per_worker = None, [plan.num_videos]
+            steps = I.steps_per_epoch(plan, config.batch_size)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if steps == 0:  # one worker: check_epoch_has_steps refused it already
+        raise UsageError(
+            f"--batch-size {config.batch_size} is larger than the smallest worker's share "
+            f"({min(examples_per_worker)} of {plan.num_videos} videos over {distribution.workers} workers): "
+            "an epoch would train no step"
+        )
 
     if config.mixed_precision == "on" or (config.mixed_precision == "auto" and _gpu_visible()):
         keras.mixed_precision.set_global_policy("mixed_float16" if backend != "jax" else "mixed_bfloat16")
@@ -217,24 +236,6 @@ def train(
     if state.weights:
         LOG.info("resuming from %s: epoch %d, %d batches done", state.weights, state.epoch + 1, state.step)
 
-    try:
-        worker_batch = distribution.worker_batch(config.batch_size)
-        if distribution.workers > 1:
-            all_shares = D.shares(plan.dataset_dir, fmt, distribution.workers)
-            share = all_shares[distribution.worker]
-            examples_per_worker = [s.examples for s in all_shares]
-            steps = D.steps_per_epoch(all_shares, worker_batch)
-        else:
-            share, examples_per_worker = None, [plan.num_videos]
-            steps = I.steps_per_epoch(plan, config.batch_size)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    if steps == 0:
-        raise UsageError(
-            f"--batch-size {config.batch_size} is larger than the smallest worker's share "
-            f"({min(examples_per_worker)} of {plan.num_videos} videos over {distribution.workers} workers): "
-            "an epoch would train no step"
-        )
     trainer = D.DistributedTrainer(distribution, model) if distribution.custom_loop else None
     if config.max_steps_per_epoch:
         steps = min(steps, config.max_steps_per_epoch)
