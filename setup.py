@@ -33,6 +33,8 @@ setup(
             "ruff>=0.6",
             "duckdb>=1.1",
             "dask[distributed]>=2024.4.2",
+            # JAX DataParallel over host devices forced by XLA_FLAGS (test_distribution.py)
+            "jax[cpu]>=0.4.34",
             "import-linter>=2.1,<3",
         ],
     },

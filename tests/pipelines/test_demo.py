@@ -1,5 +1,7 @@
 """pipelines.demo: the demo's command lines, step skipping and refusals (the full run is in tests/e2e)."""
 
+import os
+
 from pipelines import cli, demo
 from pipelines.scoring import job as scoring_job
 from pipelines.scoring import outputs
@@ -57,6 +59,24 @@ def test_a_training_command_line_takes_the_demos_sizes_and_lets_extra_flags_over
     ]  # fmt: skip
     parsed = task.build_parser().parse_args(argv)  # what `fewframes train` makes of it
     assert parsed.epochs == 1 and parsed.batch_size == 16 and parsed.student == "dbof-small"
+
+
+def test_seed_draws_the_generated_videos_and_seeds_every_training_job(tmp_path, monkeypatch):
+    from pipelines import synth
+
+    drawn = []
+
+    def generate(root, config, progress):
+        os.makedirs(root, exist_ok=True)
+        drawn.append(config)
+
+    monkeypatch.setattr(synth, "generate", generate)
+    runner = _demo(tmp_path, "--seed", "11", "--videos", "30")
+    runner.synth()
+    assert [(c.partition, c.seed) for c in drawn] == [("train", 11), ("validate", 11)]
+    argv = runner.train_argv("JOB", "teacher", [])
+    assert argv[argv.index("--seed") + 1] == "11"
+    assert _demo(tmp_path).args.seed == demo.SEED  # the default, as before the flag
 
 
 def test_the_distilled_student_trains_from_the_targets_with_the_demos_loss_weights(tmp_path):

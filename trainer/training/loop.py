@@ -314,6 +314,7 @@ def train(
     summary = {
         "outcome": outcome,
         "mode": config.mode,
+        "backend": backend,
         "job_dir": config.job_dir,
         "global_step": global_step,
         "epochs": config.epochs,
