@@ -32,9 +32,11 @@ The threshold search (`search_thresholds`). GAP pools every video's top-k entrie
 ranking, so it does not decompose into per-video gains; the search therefore evaluates
 whole threshold vectors. Each non-last stage s gets a fixed candidate list: the
 `grid`-quantiles (q = 0, 1/(grid-1), ..., 1; "lower" method, so every candidate is a
-score a calibration video has) of its exit scores, deduplicated, plus `None` (never
-exit). When the product of the candidate counts is at most `MAX_EXHAUSTIVE`, every
-vector is evaluated; otherwise a coordinate search starts from "no stage exits" and, for
+score a calibration video has) of its exit scores, plus `EXIT_ALWAYS` (0: every video
+exits, also one scored lower than any calibration video, so that "all exit here" found
+on calibration stays so on other videos), deduplicated, plus `None` (never exit). When
+the product of the candidate counts is at most `MAX_EXHAUSTIVE`, every vector is
+evaluated; otherwise a coordinate search starts from "no stage exits" and, for
 s = 0, 1, ..., S-2, replaces threshold s by its best candidate with the others fixed,
 repeating these passes until none changes (at most `MAX_PASSES`). "Best" is the lowest
 mean cost among vectors with cascade GAP >= target x the last stage's GAP; equal costs
@@ -79,6 +81,9 @@ GATE_ITERATIONS = 500
 GATE_LEARNING_RATE = 0.5
 GATE_L2 = 1e-3
 DEFAULT_GRID = 16
+# Every rule's exit score is a probability or a share, so >= 0: a threshold of 0 lets every
+# video out, including one scored below every calibration video.
+EXIT_ALWAYS = 0.0
 MAX_EXHAUSTIVE = 4096
 MAX_PASSES = 8
 
@@ -372,14 +377,15 @@ class StageScores:
 
 # ----- threshold search --------------------------------------------------------------------------
 def candidate_thresholds(scores: np.ndarray, grid: int = DEFAULT_GRID) -> list[float | None]:
-    """The `grid` quantiles of a stage's exit scores (finite ones, "lower" method, deduplicated,
-    ascending), then None (never exit)."""
+    """`EXIT_ALWAYS`, the `grid` quantiles of a stage's exit scores (finite ones, "lower"
+    method), deduplicated and ascending, then None (never exit). A stage none of whose
+    scores is finite (agreement at the first stage) gets only None."""
     finite = np.asarray(scores, dtype=np.float64)
     finite = finite[np.isfinite(finite)]
     if finite.size == 0:
         return [None]
     quantiles = np.quantile(finite, np.linspace(0.0, 1.0, grid), method="lower")
-    return [float(q) for q in np.unique(quantiles)] + [None]
+    return [float(q) for q in np.unique(np.append(quantiles, EXIT_ALWAYS))] + [None]
 
 
 def _threshold_key(thresholds: Sequence[float | None]) -> tuple:

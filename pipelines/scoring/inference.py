@@ -42,7 +42,9 @@ class ExportModelHandler(ModelHandler):
     def load_model(self):
         from trainer.export import LoadedExport
 
-        return LoadedExport(self._export_dir)
+        export = LoadedExport(self._export_dir)
+        export.warm_up()  # so that model time measures inference, not the graph's first build
+        return export
 
     def batch_elements_kwargs(self):
         return self._batching

@@ -153,7 +153,7 @@ def test_search_sends_only_the_unsure_videos_on_when_the_target_is_the_last_stag
     assert stages.stage_gap(1) == 1.0
     assert stages.stage_gap(0) == 0.5  # ranks: right, right, wrong, wrong over 4 labels
     result = C.search_thresholds(stages, C.exit_scores(C.ExitRule(C.RULE_TOP1), stages), target=0.99)
-    # Candidates are 0.6, 0.95 and never; 0.95 lets the easy videos out at 10 frames each.
+    # Candidates are 0 (always), 0.6, 0.95 and never; 0.95 lets the easy videos out at 10 frames each.
     assert result.best.thresholds == (0.95,)
     assert result.best.gap == 1.0
     assert result.best.exits == (2, 2)
@@ -164,8 +164,12 @@ def test_search_sends_only_the_unsure_videos_on_when_the_target_is_the_last_stag
 def test_search_lets_every_video_out_early_when_half_the_gap_is_enough():
     stages = two_stage_scores()
     result = C.search_thresholds(stages, C.exit_scores(C.ExitRule(C.RULE_TOP1), stages), target=0.5)
-    assert result.best.thresholds == (0.6,)
+    # 0.6 lets every calibration video out too; the tie goes to the smaller threshold, 0
+    # (always), which also lets out a later video scored below every calibration video.
+    assert C.candidate_thresholds(C.exit_scores(C.ExitRule(C.RULE_TOP1), stages)[0]) == [0.0, 0.6, 0.95, None]
+    assert result.best.thresholds == (C.EXIT_ALWAYS,)
     assert (result.best.gap, result.best.mean_frames, result.best.exits) == (0.5, 10.0, (4, 0))
+    assert C.exit_stage([np.array([0.01, 0.6])], result.best.thresholds).tolist() == [0, 0]
 
 
 def test_frontier_runs_from_the_cheapest_point_to_the_last_stage():
