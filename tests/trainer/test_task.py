@@ -76,6 +76,25 @@ def test_serial_mode_rebuilds_and_freezes_the_teacher(tmp_path, tiny_frame_datas
     assert (tmp_path / "s" / "export" / "saved_model.pb").exists()
 
 
+def test_a_serial_student_without_distillation_terms_trains_as_the_student_alone(
+    tmp_path, tiny_frame_dataset
+):
+    # The student is seeded after the teacher's build, so a distilled student and the plain
+    # one start from the same weights and read the same batches: they differ by the
+    # distillation terms only, and with both at weight 0 not at all.
+    _train(_command(tiny_frame_dataset, tmp_path / "t", "--mode", "teacher", "--teacher", "dbof-small",
+                    "--epochs", "1", "--max-steps-per-epoch", "2"))  # fmt: skip
+    common = ["--student", "dbof-small", "--epochs", "1", "--max-steps-per-epoch", "3", "--seed", "5"]
+    _train(_command(tiny_frame_dataset, tmp_path / "alone", "--mode", "student", *common))
+    _train(_command(tiny_frame_dataset, tmp_path / "serial", "--mode", "serial", "--teacher-dir",
+                    str(tmp_path / "t"), "--rep-weight", "0", "--pred-weight", "0", *common))  # fmt: skip
+    alone = _weights(tmp_path / "alone" / "weights" / "student.weights.h5")
+    serial = _weights(tmp_path / "serial" / "weights" / "student.weights.h5")
+    assert alone.keys() == serial.keys() and len(alone) > 2
+    for name in alone:
+        np.testing.assert_allclose(serial[name], alone[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
 @pytest.mark.parametrize(
     "argv,message",
     [

@@ -217,6 +217,10 @@ def train(
         elif config.mode == SERIAL and not offline:
             teacher = load_trained(config.teacher_dir, teacher_config, "teacher", zscore, widths["teacher"])
         if config.mode != TEACHER:
+            # Reseeded: the student starts from the weights the student alone gets with this
+            # seed, whatever the teacher's build drew first, so that a distilled student and
+            # the plain one differ by the distillation only (a paired comparison).
+            keras.utils.set_random_seed(config.seed)
             student = FramesClassifier(config.student.spec(), label_space.num_classes, input_dim, zscore)
             student.build_on(widths["student"])
         projection_dim = targets_dims = None
