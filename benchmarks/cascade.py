@@ -2,11 +2,12 @@
 held-out videos (issue 23).
 
     .venv/bin/python benchmarks/cascade.py [--workdir /tmp/fewframes-cascade] \
-        [--train-seeds 7,8,9] [--seeds 1]
+        [--train-seeds 7,8,9] [--seeds 1] [--videos 2400] [--train-videos 1200]
 
 For each training seed T, runs `fewframes demo --seed T` in --workdir/demo-seedT (or
 reuses a finished one): its teacher (all frames), plain student (every_n:10), distilled
-student (every_n:10) and every_n:30 student, trained on videos generated with seed T.
+student (every_n:10) and every_n:30 student, trained on videos generated with seed T
+(--train-videos of them: the demo's 1,200 by default).
 Each model is evaluated once with the Beam job on --videos validate videos of the demo's
 seed (generated; the demo's own 400 are the first of them, and no model trained on any)
 (videos.parquet and metrics.json per model). Model times per video, for the time axis,
@@ -55,12 +56,14 @@ TIMING_REPEATS = 5
 # Validate videos per training seed, split in halves: 1,200 held-out videos, where the demo's
 # 400 gave 200 (whose GAP varies more between splits than the cascade's gains).
 VIDEOS = 2400
+DEMO_VIDEOS = 1200  # the demo's default --videos
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", default="/tmp/fewframes-cascade")
     p.add_argument("--train-seeds", default="7,8,9", help="demo seeds: the videos and every training job")
+    p.add_argument("--train-videos", type=int, default=DEMO_VIDEOS, help="the demo's training videos")
     p.add_argument("--videos", type=int, default=VIDEOS, help="validate videos split into the two halves")
     p.add_argument("--timing-repeats", type=int, default=TIMING_REPEATS, help="evaluation jobs per model")
     p.add_argument("--seeds", default="1", help="calibration / held-out split seeds, per training seed")
@@ -115,13 +118,15 @@ class Models:
     top_k: int
 
 
-def train_models(workdir: str, seed: int, timing_repeats: int, videos: int) -> Models:
+def train_models(workdir: str, seed: int, timing_repeats: int, videos: int, train_videos: int) -> Models:
     from pipelines import demo
 
-    root = os.path.join(workdir, f"demo-seed{seed}")
-    if demo.run(["--workdir", root, "--seed", str(seed), "--bootstrap", "50"]) != 0:
+    sizes = [] if train_videos == DEMO_VIDEOS else ["--videos", str(train_videos)]
+    root = os.path.join(workdir, f"demo-seed{seed}" + (f"-v{train_videos}" if sizes else ""))
+    argv = ["--workdir", root, "--seed", str(seed), *sizes]
+    if demo.run([*argv, "--bootstrap", "50"]) != 0:
         raise SystemExit(f"the demo of seed {seed} failed")
-    runner = demo.Demo(demo.build_parser().parse_args(["--workdir", root, "--seed", str(seed)]))
+    runner = demo.Demo(demo.build_parser().parse_args(argv))
     records = {}
     for name in FIXED:
         metrics, rows = evaluate(runner, name, runner.path("jobs", name), videos)
@@ -426,13 +431,14 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     results, speeds = [], {}
     for train_seed in [int(s) for s in args.train_seeds.split(",")]:
-        models = train_models(args.workdir, train_seed, args.timing_repeats, args.videos)
+        models = train_models(args.workdir, train_seed, args.timing_repeats, args.videos, args.train_videos)
         for split_seed in [int(s) for s in args.seeds.split(",")]:
             results.append(split(models, split_seed))
             print(f"T{train_seed} s{split_seed}: {results[-1]['videos']} held-out videos, "
                   f"teacher GAP {results[-1]['teacher']['gap']:.4f}", flush=True)  # fmt: skip
         speeds[train_seed] = throughput(models)
-    with open(os.path.join(args.workdir, "results.json"), "w") as f:
+    name = "results.json" if args.train_videos == DEMO_VIDEOS else f"results-v{args.train_videos}.json"
+    with open(os.path.join(args.workdir, name), "w") as f:
         json.dump({"splits": results, "throughput": speeds}, f, indent=2)
     report(results, speeds)
     return 0
