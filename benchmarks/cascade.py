@@ -97,8 +97,8 @@ def validate_shards(runner, videos: int) -> str:
 
     directory = runner.path(f"raw-validate-{videos}")
     if not os.path.exists(os.path.join(directory, ".done")):
-        low, high = (int(x) for x in runner.args.frames.split(":"))
         args = runner.args
+        low, high = (int(x) for x in args.frames.split(":"))
         config = SynthConfig(kind="frame", videos=videos, shards=4, classes=args.classes, seed=args.seed,
                              min_frames=low, max_frames=high, partition="validate")  # fmt: skip
         generate(directory, config, progress=False)
@@ -263,6 +263,7 @@ def split(models: Models, split_seed: int) -> dict:
     cal, test = scores_of("calibration"), scores_of("held_out")
     cal_positives = np.array([len(models.records[STAGES[-1]][i]["labels"]) for i in cal.ids])
     seconds = [models.seconds[n] for n in STAGES]
+    time_cost = C.time_matrix(seconds, cal.num_videos)
     teacher = {"frames": float(test.frames[:, -1].mean()), "time": seconds[-1]}
     cal_teacher = {"frames": float(cal.frames[:, -1].mean()), "time": seconds[-1]}
     fixed, cal_share = {}, {}
@@ -292,15 +293,14 @@ def split(models: Models, split_seed: int) -> dict:
             return measure(models, test, test_scores, thresholds, teacher)
 
         by_cost = {}
-        for cost_name, cost in (("frames", None), ("time", C.time_matrix(seconds, cal.num_videos))):
+        for cost_name, cost in (("frames", None), ("time", time_cost)):
             fitted = C.search_thresholds(cal, cal_scores, 0.99, cost=cost)
             by_cost[cost_name] = measure_test(fitted.best.thresholds)
-        # Every vector the search evaluates is the same at any target; with cost frames,
-        # mean_cost is frames, so `within` reads frames from mean_frames and time from a
-        # second search whose mean_cost is time.
-        frame_points = C.search_thresholds(cal, cal_scores, 1.0).points
-        time_cost = C.time_matrix(seconds, cal.num_videos)
-        time_points = C.search_thresholds(cal, cal_scores, 1.0, cost=time_cost).points
+        # Every threshold vector, each with its mean frames and (the cost here) its mean
+        # model time: the exhaustive search evaluates them all, whatever the target.
+        everything = C.search_thresholds(cal, cal_scores, 1.0, cost=time_cost)
+        assert everything.method == "exhaustive", everything.method
+        frame_points = time_points = everything.points
         rules[rule_name] = {
             "at_99": by_cost,
             "within_every_n_10": within(

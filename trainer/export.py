@@ -267,14 +267,11 @@ class LoadedExport:
             specs = signature.structured_input_signature[1]
             if not specs or any(spec.dtype == tf.string for spec in specs.values()):
                 continue  # metadata has no input; serving_default takes serialized records
-            signature(
-                **{
-                    key: tf.ones([1 if d is None else d for d in spec.shape], spec.dtype)
-                    if key == F.NUM_FRAMES
-                    else tf.zeros([1 if d is None else d for d in spec.shape], spec.dtype)
-                    for key, spec in specs.items()
-                }
-            )
+            inputs = {}
+            for key, spec in specs.items():
+                shape = [1 if d is None else d for d in spec.shape]
+                inputs[key] = tf.fill(shape, tf.constant(1 if key == F.NUM_FRAMES else 0, spec.dtype))
+            signature(**inputs)
 
     def score_examples(self, example_bytes) -> dict:
         import tensorflow as tf
